@@ -1,0 +1,317 @@
+"""Command-line interface (DESIGN.md section 5). Thin: it parses arguments and calls the public API.
+
+Bad input exits with code 2 and one paragraph naming the problem and the fix; an internal failure
+exits with code 1. Tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hpgsim import __version__
+from hpgsim.errors import HpgsimError, SpecError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="hpgsim: a simulator of the male HPG axis and the drugs that act on it (research and education only).",
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+class Units(str, Enum):
+    conventional = "conventional"
+    si = "si"
+
+
+class EngineChoice(str, Enum):
+    roadrunner = "roadrunner"
+    jax = "jax"
+
+
+def _run(debug: bool, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except HpgsimError as exc:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # internal failure: say so, keep the traceback for --debug
+        if debug:
+            traceback.print_exc()
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. Rerun with --debug for the traceback and report it.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    if version:
+        console.print(f"hpgsim {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def simulate(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML file (DESIGN.md section 3).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (created; files inside are replaced).")],
+    phenotype: Annotated[str, typer.Option(help="Phenotype of the virtual man (see `hpgsim phenotypes`).")] = "healthy",
+    patient: Annotated[Path | None, typer.Option(help="Patient YAML file (name, phenotype, parameters).")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Simulate N men drawn from the phenotype (default: its typical man).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for --n.")] = 0,
+    units: Annotated[Units, typer.Option(help="Output units: conventional (DESIGN.md) or si.")] = Units.conventional,
+    engine: Annotated[EngineChoice, typer.Option(help="roadrunner (CPU, default) or jax (diffrax).")] = EngineChoice.roadrunner,
+    step_hours: Annotated[float, typer.Option(help="Output spacing in hours (24 = daily rows).")] = 24.0,
+    processes: Annotated[int, typer.Option(help="Worker processes for --n.")] = 2,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Simulate a protocol; write timeseries.csv, summary.json and plot.png to --out."""
+    _run(debug, lambda: _simulate(protocol, out, phenotype, patient, n, seed, units.value, engine.value, step_hours, processes))
+
+
+def _simulate(
+    protocol_path: Path,
+    out: Path,
+    phenotype: str,
+    patient_path: Path | None,
+    n: int | None,
+    seed: int,
+    units: str,
+    engine: str,
+    step_hours: float,
+    processes: int,
+) -> None:
+    from hpgsim.observe.units import to_units
+    from hpgsim.population.phenotypes import get_phenotype, load_patient, sample_patients
+    from hpgsim.protocol.schema import load_protocol
+    from hpgsim.report.plot import plot_courses
+    from hpgsim.report.summary import baseline_vs_end
+    from hpgsim.simulation import DISCLAIMER, simulate, simulate_population
+
+    # validate every input before any work or any write
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out}: exists and is not a directory. Choose a directory path.")
+    if not (1.0 / 60.0 <= step_hours <= 24.0 * 365):
+        raise SpecError(f"--step-hours {step_hours}: must be between 1/60 (one minute) and 8760.")
+    if n is not None and not (1 <= n <= 100000):
+        raise SpecError(f"--n {n}: must be between 1 and 100000.")
+    if patient_path is not None and n is not None:
+        raise SpecError("--patient and --n cannot be combined: --n draws men from --phenotype.")
+    prot = load_protocol(protocol_path)
+    man = load_patient(patient_path) if patient_path is not None else None
+    if man is None:
+        get_phenotype(phenotype)
+    if man is not None and man.phenotype:
+        phenotype = man.phenotype
+    steps = prot.duration_h / step_hours
+    if steps > 200000:
+        raise SpecError(
+            f"--step-hours {step_hours}: {steps:.0f} output rows over {prot.duration_days:g} days is too many; use a larger step."
+        )
+
+    meta: dict[str, Any] = {
+        "hpgsim_version": __version__,
+        "disclaimer": DISCLAIMER,
+        "protocol": {"file": str(protocol_path), "name": prot.name, "duration_days": prot.duration_days},
+        "engine": engine,
+        "units": units,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=".hpgsim-", dir=out.parent if out.parent.exists() else None))
+    try:
+        if n is None:
+            res = simulate(prot, patient=man, phenotype=phenotype, engine=engine, output_step_h=step_hours)  # type: ignore[arg-type]
+            df = to_units(res.observables, units)
+            df.reset_index().to_csv(tmp / "timeseries.csv", index=False, float_format="%.6g")
+            summary = dict(meta)
+            summary.update(
+                {
+                    "patient": res.patient,
+                    "phenotype": phenotype,
+                    "model_digest": res.model_digest,
+                    "baseline_vs_end": baseline_vs_end(df, units),
+                    "flags": list(res.flags),
+                }
+            )
+            title = f"{prot.name}: {res.patient}"
+            plot_courses([(res.patient, df)], tmp / "plot.png", title, res.flags, units, footer=DISCLAIMER)
+            _print_table(summary["baseline_vs_end"], title)
+            for f in res.flags:
+                err_console.print(f"[yellow]flag:[/] {f}", highlight=False, soft_wrap=True)
+        else:
+            men = sample_patients(phenotype, n, seed)
+            results = _with_progress(lambda cb: simulate_population(prot, men, engine=engine, processes=processes, output_step_h=step_hours, progress=cb), n)  # type: ignore[arg-type]
+            frames = []
+            for r in results:
+                d = to_units(r.observables, units).reset_index()
+                d.insert(1, "patient", r.patient)
+                frames.append(d)
+            long = pd.concat(frames, ignore_index=True)
+            long.to_csv(tmp / "timeseries.csv", index=False, float_format="%.6g")
+            per_man = [baseline_vs_end(to_units(r.observables, units), units) for r in results]
+            summary = dict(meta)
+            summary.update(
+                {
+                    "phenotype": phenotype,
+                    "n": n,
+                    "seed": seed,
+                    "model_digest": results[0].model_digest,
+                    "population": _population_summary(per_man),
+                    "flags": sorted({f for r in results for f in r.flags}),
+                    "men_with_flags": {f: sum(f in r.flags for r in results) for f in sorted({f for r in results for f in r.flags})},
+                }
+            )
+            med = long.drop(columns="patient").groupby("day").median()
+            title = f"{prot.name}: median of {n} {phenotype} men (seed {seed})"
+            plot_courses([("median", med)], tmp / "plot.png", title, summary["flags"], units, footer=DISCLAIMER)
+            _print_population(summary["population"], title)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("timeseries.csv", "summary.json", "plot.png"):
+            os.replace(tmp / f, out / f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    console.print(f"wrote {out}/timeseries.csv, summary.json, plot.png")
+    console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+def _with_progress(fn: Callable[[Callable[[int, int], None]], T], total: int) -> T:
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("simulating", total=total)
+        return fn(lambda done, _n: progress.update(task, completed=done))
+
+
+def _population_summary(per_man: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for q in per_man[0]:
+        row: dict[str, Any] = {"unit": per_man[0][q]["unit"]}
+        for key in ("baseline", "end", "percent_change"):
+            vals = np.array([m[q][key] for m in per_man if m[q][key] is not None], dtype=float)
+            if vals.size:
+                p5, p50, p95 = np.percentile(vals, [5, 50, 95])
+                row[key] = {"median": float(f"{p50:.6g}"), "p5": float(f"{p5:.6g}"), "p95": float(f"{p95:.6g}")}
+        out[q] = row
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _print_table(rows: dict[str, dict[str, Any]], title: str) -> None:
+    t = Table(title=title)
+    for c in ("quantity", "unit", "baseline", "end", "% change"):
+        t.add_column(c, justify="left" if c in ("quantity", "unit") else "right")
+    for q, r in rows.items():
+        t.add_row(q, r["unit"], _fmt(r["baseline"]), _fmt(r["end"]), _fmt(r["percent_change"]))
+    console.print(t)
+
+
+def _print_population(rows: dict[str, dict[str, Any]], title: str) -> None:
+    t = Table(title=title)
+    for c in ("quantity", "unit", "baseline median", "end median", "% change median (5-95%)"):
+        t.add_column(c, justify="left" if c in ("quantity", "unit") else "right")
+    for q, r in rows.items():
+        pc = r.get("percent_change")
+        pct = f"{pc['median']:.3g} ({pc['p5']:.3g} to {pc['p95']:.3g})" if pc else "-"
+        t.add_row(q, r["unit"], _fmt(r["baseline"]["median"]), _fmt(r["end"]["median"]), pct)
+    console.print(t)
+
+
+@app.command()
+def drugs(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+    """List the drugs with their routes, dose units, parameters and sources."""
+
+    def run() -> None:
+        from hpgsim.model.spec import load_model
+
+        spec = load_model()
+        for d in spec.drugs.values():
+            t = Table(title=f"{d.name}: {d.drug_class}", title_justify="left", show_lines=False)
+            t.add_column("parameter")
+            t.add_column("value", justify="right")
+            t.add_column("unit")
+            t.add_column("source")
+            for p in spec.parameters.values():
+                if p.owner == d.name:
+                    t.add_row(p.name, f"{p.value:g}", p.unit, p.source)
+            console.print(t)
+            console.print(
+                f"  target: {d.target}; dose unit: {d.dose_unit}; routes: {', '.join(d.routes)} (default {d.default_route}); "
+                f"validated doses {d.studied_min:g}-{d.studied_max:g} {d.dose_unit} ({d.studied_source}); outputs: "
+                f"{', '.join(d.concentration_outputs) or 'serum testosterone'}",
+                highlight=False,
+            )
+            if d.note:
+                console.print(f"  note: {d.note}", highlight=False)
+            console.print()
+
+    _run(debug, run)
+
+
+@app.command()
+def phenotypes(
+    n: Annotated[int, typer.Option("--n", help="Men drawn per phenotype for the baseline distribution.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """List the phenotypes with their baseline labs (typical man, and median and 5-95% over --n men)."""
+
+    def run() -> None:
+        from hpgsim.population.phenotypes import get_phenotype, phenotype_names, sample_patients, typical_patient
+        from hpgsim.simulation import simulate_population
+
+        quantities = ["total_testosterone", "free_testosterone", "estradiol", "te_ratio", "lh", "fsh", "shbg", "inhibin_b", "sperm_concentration"]
+        for name in phenotype_names():
+            ph = get_phenotype(name)
+            men = [typical_patient(name)] + (sample_patients(name, n, seed) if n > 0 else [])
+            res = simulate_population({"duration": "1 day"}, men, processes=2)
+            base = pd.DataFrame([r.observables.iloc[0] for r in res])
+            t = Table(title=f"{name} ({ph.status}): {ph.description}", title_justify="left")
+            for c in ("quantity", "unit", "typical man", f"median of {n}", "5-95%"):
+                t.add_column(c, justify="left" if c in ("quantity", "unit") else "right")
+            from hpgsim.observe.units import unit_of
+
+            for q in quantities:
+                col = base[q].to_numpy()
+                pop = col[1:]
+                rng = f"{np.percentile(pop, 5):.3g} - {np.percentile(pop, 95):.3g}" if pop.size else "-"
+                med = f"{np.median(pop):.3g}" if pop.size else "-"
+                t.add_row(q, unit_of(q), f"{col[0]:.3g}", med, rng)
+            console.print(t)
+            console.print(f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; source: {ph.source}\n", highlight=False)
+
+    _run(debug, run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

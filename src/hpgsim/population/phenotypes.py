@@ -1,0 +1,169 @@
+"""Phenotypes and virtual patients: typical men and log-normal populations drawn from package data."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hpgsim.errors import SpecError
+from hpgsim.model.spec import ModelSpec, load_model
+
+
+@dataclass(frozen=True)
+class Phenotype:
+    """A phenotype: covariate distributions and typical parameter values with CVs."""
+
+    name: str
+    description: str
+    status: str
+    source: str
+    age: dict[str, float]
+    bmi: dict[str, float]
+    typical: dict[str, float]  # parameter -> typical value (model default unless overridden)
+    cv: dict[str, float]  # parameter -> log-normal CV
+
+
+@dataclass(frozen=True)
+class Patient:
+    """One virtual man: a label and his parameter values (by name, in model units).
+
+    Parameters not given take the model's defaults. `age` and `bmi` are parameters too.
+    """
+
+    name: str
+    parameters: dict[str, float] = field(default_factory=dict)
+    phenotype: str | None = None
+
+    def vector(self, spec: ModelSpec) -> np.ndarray:
+        """Parameter vector in the spec's order, shape (n_params,)."""
+        return np.array([self.parameters.get(n, p.value) for n, p in spec.parameters.items()], dtype=float)
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict[str, Any]:
+    text = resources.files("hpgsim.data.population").joinpath("phenotypes.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def phenotype_names() -> list[str]:
+    return list(_raw())
+
+
+def get_phenotype(name: str) -> Phenotype:
+    """Look up a phenotype by name.
+
+    Raises:
+        SpecError: unknown name (the message suggests the closest).
+    """
+    raw = _raw()
+    if name not in raw:
+        close = difflib.get_close_matches(name, list(raw), n=1, cutoff=0.4)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise SpecError(f"unknown phenotype {name!r}.{hint} Available: {', '.join(raw)} (see `hpgsim phenotypes`).")
+    r = raw[name]
+    spec = load_model()
+    typical = {k: p.value for k, p in spec.parameters.items()}
+    cv = {k: float(p.cv) for k, p in spec.parameters.items() if p.cv is not None}
+    for pname, pdef in (r.get("parameters") or {}).items():
+        if pname not in spec.parameters:
+            raise SpecError(f"phenotypes.yaml: phenotype {name!r} sets unknown parameter {pname!r}")
+        if "value" in pdef:
+            typical[pname] = float(pdef["value"])
+        if "factor" in pdef:
+            typical[pname] = typical[pname] * float(pdef["factor"])
+        if "cv" in pdef:
+            cv[pname] = float(pdef["cv"])
+    typical["age"] = float(r["age_years"]["median"])
+    typical["bmi"] = float(r["bmi_kg_m2"]["median"])
+    return Phenotype(
+        name=name,
+        description=str(r["description"]),
+        status=str(r.get("status", "")),
+        source=str(r.get("source", "")),
+        age={k: float(v) for k, v in r["age_years"].items()},
+        bmi={k: float(v) for k, v in r["bmi_kg_m2"].items()},
+        typical=typical,
+        cv=cv,
+    )
+
+
+def typical_patient(phenotype: str) -> Patient:
+    """The phenotype's median man."""
+    ph = get_phenotype(phenotype)
+    return Patient(name=f"typical {phenotype}", parameters=dict(ph.typical), phenotype=phenotype)
+
+
+def _truncated_normal(rng: np.random.Generator, d: dict[str, float], n: int) -> np.ndarray:
+    lo, hi = d.get("min", -np.inf), d.get("max", np.inf)
+    out = rng.normal(d["median"], d.get("sd", 0.0), n)
+    bad = (out < lo) | (out > hi)
+    while bad.any():
+        out[bad] = rng.normal(d["median"], d.get("sd", 0.0), int(bad.sum()))
+        bad = (out < lo) | (out > hi)
+    return out
+
+
+def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
+    """Draw `n` men: age and BMI from truncated normals, parameters log-normal around the typical values.
+
+    The median of each log-normal is the typical value; sigma = sqrt(log(1 + cv^2)).
+    """
+    if n < 1:
+        raise SpecError(f"--n must be at least 1, got {n}.")
+    ph = get_phenotype(phenotype)
+    rng = np.random.default_rng(seed)
+    ages = _truncated_normal(rng, ph.age, n)
+    bmis = _truncated_normal(rng, ph.bmi, n)
+    names = sorted(ph.cv)
+    sig = np.array([np.sqrt(np.log1p(ph.cv[k] ** 2)) for k in names])
+    z = rng.standard_normal((n, len(names)))
+    patients = []
+    for i in range(n):
+        params = dict(ph.typical)
+        for j, k in enumerate(names):
+            params[k] = ph.typical[k] * float(np.exp(sig[j] * z[i, j]))
+        params["age"] = float(ages[i])
+        params["bmi"] = float(bmis[i])
+        patients.append(Patient(name=f"{phenotype} #{i}", parameters=params, phenotype=phenotype))
+    return patients
+
+
+def load_patient(path: str | Path) -> Patient:
+    """Read a patient file: YAML with `name`, optional `phenotype` and `parameters` (name: value in model units).
+
+    Raises:
+        SpecError: missing file, bad YAML, unknown or non-positive parameter.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: patient file not found.")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML ({exc}).") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{p}: a patient file is a mapping with 'parameters' (and optional 'name', 'phenotype').")
+    unknown = set(raw) - {"name", "phenotype", "parameters"}
+    if unknown:
+        raise SpecError(f"{p}: unknown keys {sorted(unknown)}; allowed: name, phenotype, parameters.")
+    base = typical_patient(str(raw["phenotype"])).parameters if raw.get("phenotype") else {}
+    spec = load_model()
+    params = dict(base)
+    for k, v in (raw.get("parameters") or {}).items():
+        if k not in spec.parameters:
+            close = difflib.get_close_matches(k, list(spec.parameters), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise SpecError(f"{p}: key 'parameters.{k}': unknown parameter.{hint}")
+        if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+            raise SpecError(
+                f"{p}: key 'parameters.{k}': value {v!r} must be a non-negative number in {spec.parameters[k].unit}."
+            )
+        params[k] = float(v)
+    return Patient(name=str(raw.get("name", p.stem)), parameters=params, phenotype=raw.get("phenotype"))

@@ -1,0 +1,229 @@
+"""Simulate one man or a population under a protocol: spec -> steady state -> engine -> observables.
+
+This is the public entry for dynamics; the CLI and later layers call only these functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hpgsim.engine.codegen import numpy_functions
+from hpgsim.engine.schedule import DoseSchedule, build_schedule, output_grid
+from hpgsim.engine.steady import steady_state
+from hpgsim.errors import HpgsimError, ProtocolError
+from hpgsim.model.spec import ModelSpec, drug_dependencies, load_model
+from hpgsim.population.phenotypes import Patient, typical_patient
+from hpgsim.protocol.schema import Protocol, dose_flags, load_protocol, validate_protocol
+
+EngineName = Literal["roadrunner", "jax"]
+E2_LOW_PG_ML = 10.0
+DISCLAIMER = (
+    "hpgsim is a research and education tool, not a medical device: these are model predictions, "
+    "not advice; it never recommends a drug or a dose."
+)
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """One man's simulated course.
+
+    Attributes:
+        patient: the man's label.
+        protocol: the validated protocol.
+        observables: DataFrame indexed by `day` with the canonical quantities (DESIGN.md section 2 units)
+            and the concentrations of the protocol's drugs.
+        flags: warnings (doses outside the validated range, E2 over-suppression, provisional phenotype).
+        model_digest: hash of the model definition the result came from.
+        engine: "roadrunner" or "jax".
+    """
+
+    patient: str
+    protocol: Protocol
+    observables: pd.DataFrame
+    flags: tuple[str, ...]
+    model_digest: str
+    engine: str
+
+    @property
+    def days(self) -> np.ndarray:
+        return self.observables.index.to_numpy()
+
+
+def as_protocol(protocol: Protocol | str | Path | dict[str, Any]) -> Protocol:
+    """Accept a Protocol, a path to a protocol file, or a mapping (validated)."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    if isinstance(protocol, str | Path):
+        return load_protocol(protocol)
+    if isinstance(protocol, dict):
+        return validate_protocol(protocol, source="protocol")
+    raise ProtocolError(f"protocol: expected a file path, a mapping or a Protocol, got {type(protocol).__name__}.")
+
+
+def model_for(protocol: Protocol, prune: bool = True) -> ModelSpec:
+    """The model with the protocol's drugs only (prune=True) or with every drug."""
+    if not prune:
+        return load_model()
+    return load_model(drug_dependencies(frozenset(r.drug for r in protocol.regimens)))
+
+
+def tolerances(spec: ModelSpec, y0: np.ndarray, schedule: DoseSchedule, rtol: float) -> np.ndarray:
+    """Per-state absolute tolerances: rtol x 1e-2 x the state's scale (baseline value or largest dose)."""
+    scale = np.maximum(np.abs(np.asarray(y0, dtype=float)), 1e-3)
+    owner = [s.owner for s in spec.states]
+    for i, s in enumerate(spec.states):
+        if s.owner != "physiology":
+            same = [j for j, o in enumerate(owner) if o == s.owner]
+            amounts = schedule.amounts[np.isin(schedule.state_index, same)]
+            scale[i] = max(float(amounts.max()) if amounts.size else 1.0, 1e-6)
+    return rtol * 1e-2 * scale
+
+
+@lru_cache(maxsize=8)
+def _roadrunner(spec: ModelSpec) -> Any:
+    from hpgsim.engine.roadrunner_engine import RoadRunnerEngine
+
+    return RoadRunnerEngine(spec)
+
+
+@lru_cache(maxsize=8)
+def _jax(spec: ModelSpec, rtol: float) -> Any:
+    from hpgsim.engine.jax_engine import JaxEngine, enable_float64
+
+    enable_float64()
+    return JaxEngine(spec, rtol=rtol)
+
+
+def solve_states(
+    spec: ModelSpec,
+    params: np.ndarray,
+    y0: np.ndarray,
+    schedule: DoseSchedule,
+    times_h: np.ndarray,
+    engine: EngineName = "roadrunner",
+    rtol: float = 1e-7,
+    patient: str = "patient",
+) -> np.ndarray:
+    """Integrate one man with the chosen engine; states at `times_h`, shape (n_times, n_states)."""
+    atol = tolerances(spec, y0, schedule, rtol)
+    if engine == "roadrunner":
+        eng = _roadrunner(spec)
+        eng.set_tolerances(rtol, atol)
+        return np.asarray(eng.solve(params, y0, schedule, times_h, patient=patient))
+    if engine == "jax":
+        jeng = _jax(spec, rtol)
+        jeng.atol = atol
+        return np.asarray(jeng.solve(params, y0, schedule, times_h, patient=patient))
+    raise HpgsimError(f"unknown engine {engine!r}; use 'roadrunner' (CPU, default) or 'jax'.")
+
+
+def observe_states(spec: ModelSpec, params: np.ndarray, states: np.ndarray, times_h: np.ndarray) -> pd.DataFrame:
+    """Canonical observables of a state trajectory (n_times, n_states) as a DataFrame indexed by day."""
+    obs = np.asarray(numpy_functions(spec).observe(states.T, params), dtype=float)
+    df = pd.DataFrame(obs.T, columns=spec.observable_names)
+    df.insert(0, "day", np.asarray(times_h) / 24.0)
+    return df.set_index("day")
+
+
+def result_flags(protocol: Protocol, observables: pd.DataFrame, phenotype: str | None, spec: ModelSpec) -> list[str]:
+    """Flags attached to a result: validated-range checks and estradiol over-suppression."""
+    flags = dose_flags(protocol, spec)
+    e2 = observables["estradiol"]
+    on = e2[e2.index > 0]
+    if len(on) and float(on.min()) < E2_LOW_PG_ML:
+        day = float(on.idxmin())
+        flags.append(
+            f"estradiol falls below {E2_LOW_PG_ML:g} pg/mL (lowest {float(on.min()):.1f} pg/mL, day {day:g}): "
+            "estradiol over-suppression; bone, libido and lipid risks are noted, not modelled"
+        )
+    if phenotype is not None:
+        from hpgsim.population.phenotypes import get_phenotype
+
+        ph = get_phenotype(phenotype)
+        if ph.status != "calibrated":
+            flags.append(f"phenotype '{phenotype}' is {ph.status}: not yet calibrated against the study set")
+    return flags
+
+
+def simulate(
+    protocol: Protocol | str | Path | dict[str, Any],
+    patient: Patient | None = None,
+    phenotype: str = "healthy",
+    engine: EngineName = "roadrunner",
+    output_step_h: float = 24.0,
+    rtol: float = 1e-7,
+    prune: bool = True,
+) -> SimulationResult:
+    """Simulate one man under a protocol.
+
+    Args:
+        protocol: a Protocol, a protocol file path, or a mapping in the protocol-file format.
+        patient: the man; default the phenotype's typical (median) man.
+        phenotype: used when `patient` is None.
+        engine: "roadrunner" (CPU, default) or "jax" (diffrax).
+        output_step_h: spacing of output rows in hours (24 = daily).
+        rtol: solver relative tolerance.
+        prune: compile only the protocol's drugs (faster; identical physiology).
+
+    Returns:
+        The result with observables from day 0 (baseline, before any dose) to the end.
+    """
+    prot = as_protocol(protocol)
+    man = patient if patient is not None else typical_patient(phenotype)
+    spec = model_for(prot, prune)
+    params = man.vector(spec)
+    y0 = steady_state(spec, params, patient=man.name)
+    schedule = build_schedule(spec, prot)
+    times = output_grid(prot.duration_h, output_step_h)
+    states = solve_states(spec, params, y0, schedule, times, engine=engine, rtol=rtol, patient=man.name)
+    obs = observe_states(spec, params, states, times)
+    flags = result_flags(prot, obs, man.phenotype, spec)
+    return SimulationResult(man.name, prot, obs, tuple(flags), spec.digest(), engine)
+
+
+def _simulate_one(args: tuple[Protocol, Patient, EngineName, float, float]) -> SimulationResult:
+    prot, man, engine, step, rtol = args
+    return simulate(prot, man, engine=engine, output_step_h=step, rtol=rtol)
+
+
+def simulate_population(
+    protocol: Protocol | str | Path | dict[str, Any],
+    patients: Sequence[Patient],
+    engine: EngineName = "roadrunner",
+    processes: int = 1,
+    output_step_h: float = 24.0,
+    rtol: float = 1e-7,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SimulationResult]:
+    """Simulate many men under one protocol, in `processes` worker processes (CPU engine per worker).
+
+    Results come back in the order of `patients`, identical to a loop of :func:`simulate`.
+    """
+    prot = as_protocol(protocol)
+    jobs = [(prot, p, engine, output_step_h, rtol) for p in patients]
+    n = len(jobs)
+    if processes <= 1 or n <= 1:
+        out = []
+        for i, job in enumerate(jobs):
+            out.append(_simulate_one(job))
+            if progress:
+                progress(i + 1, n)
+        return out
+    workers = min(processes, n, os.cpu_count() or 1)
+    results: list[SimulationResult] = []
+    chunk = max(1, n // (workers * 4))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for i, res in enumerate(pool.map(_simulate_one, jobs, chunksize=chunk)):
+            results.append(res)
+            if progress:
+                progress(i + 1, n)
+    return results
