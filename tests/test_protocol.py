@@ -10,7 +10,10 @@ from hpgsim.protocol.schema import dose_flags, load_protocol, validate_protocol
 
 def test_daily_regimen_expands_to_doses_before_stop():
     p = validate_protocol(
-        {"duration": "2 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "start": "2 day", "stop": "5 day"}]}
+        {
+            "duration": "2 week",
+            "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "start": "2 day", "stop": "5 day"}],
+        }
     )
     assert p.duration_h == 336
     (r,) = p.regimens
@@ -19,7 +22,9 @@ def test_daily_regimen_expands_to_doses_before_stop():
 
 
 def test_explicit_times_and_unit_conversion():
-    p = validate_protocol({"duration": "1 day", "regimens": [{"drug": "gonadorelin", "dose": "0.1 mg", "at": ["0 h", "90 min"], "route": "iv"}]})
+    p = validate_protocol(
+        {"duration": "1 day", "regimens": [{"drug": "gonadorelin", "dose": "0.1 mg", "at": ["0 h", "90 min"], "route": "iv"}]}
+    )
     (r,) = p.regimens
     assert r.dose == pytest.approx(100.0)  # ug
     assert r.times_h == (0.0, 1.5)
@@ -32,18 +37,48 @@ def test_regimens_default_to_natural_course():
 @pytest.mark.parametrize(
     ("raw", "fragments"),
     [
-        ({"duration": "4 week", "regimens": [{"drug": "anastrazole", "dose": "1 mg", "every": "1 day"}]}, ["anastrazole", "Did you mean 'anastrozole'"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": 1, "every": "1 day"}]}, ["regimens[0].dose", "no unit"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 bananas", "every": "1 day"}]}, ["regimens[0].dose", "cannot read"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 IU", "every": "1 day"}]}, ["cannot be converted to mg"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "-1 mg", "every": "1 day"}]}, ["regimens[0].dose", "greater than zero"]),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrazole", "dose": "1 mg", "every": "1 day"}]},
+            ["anastrazole", "Did you mean 'anastrozole'"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": 1, "every": "1 day"}]},
+            ["regimens[0].dose", "no unit"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 bananas", "every": "1 day"}]},
+            ["regimens[0].dose", "cannot read"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 IU", "every": "1 day"}]},
+            ["cannot be converted to mg"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "-1 mg", "every": "1 day"}]},
+            ["regimens[0].dose", "greater than zero"],
+        ),
         ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "0 mg", "every": "1 day"}]}, ["greater than zero"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "start": "2 week", "stop": "1 week"}]}, ["regimens[0].stop", "not after start"]),
-        ({"duration": "4 week", "regimens": [{"drug": "gonadorelin", "dose": "1 ug", "every": "30 s"}]}, ["regimens[0].every", "shorter than one minute"]),
+        (
+            {
+                "duration": "4 week",
+                "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "start": "2 week", "stop": "1 week"}],
+            },
+            ["regimens[0].stop", "not after start"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "gonadorelin", "dose": "1 ug", "every": "30 s"}]},
+            ["regimens[0].every", "shorter than one minute"],
+        ),
         ({"duration": "21 year"}, ["duration", "20-year limit"]),
         ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg"}]}, ["exactly one of 'every'"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 mg"}]}, ["regimens[0].every", "not a duration"]),
-        ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "route": "iv"}]}, ["route", "oral"]),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 mg"}]},
+            ["regimens[0].every", "not a duration"],
+        ),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day", "route": "iv"}]},
+            ["route", "oral"],
+        ),
         ({"duration": "4 week", "dosage": 3}, ["unknown key 'dosage'"]),
         ({"regimens": []}, ["missing required key 'duration'"]),
         ({"duration": "4"}, ["duration", "no unit"]),

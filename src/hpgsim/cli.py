@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,9 @@ from rich.table import Table
 
 from hpgsim import __version__
 from hpgsim.errors import HpgsimError, SpecError
+
+if TYPE_CHECKING:
+    from hpgsim.simulation import EngineName
 
 app = typer.Typer(
     add_completion=False,
@@ -36,12 +38,12 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
-class Units(str, Enum):
+class Units(StrEnum):
     conventional = "conventional"
     si = "si"
 
 
-class EngineChoice(str, Enum):
+class EngineChoice(StrEnum):
     roadrunner = "roadrunner"
     jax = "jax"
 
@@ -80,7 +82,9 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output directory (created; files inside are replaced).")],
     phenotype: Annotated[str, typer.Option(help="Phenotype of the virtual man (see `hpgsim phenotypes`).")] = "healthy",
     patient: Annotated[Path | None, typer.Option(help="Patient YAML file (name, phenotype, parameters).")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Simulate N men drawn from the phenotype (default: its typical man).")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Simulate N men drawn from the phenotype (default: its typical man).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for --n.")] = 0,
     units: Annotated[Units, typer.Option(help="Output units: conventional (DESIGN.md) or si.")] = Units.conventional,
     engine: Annotated[EngineChoice, typer.Option(help="roadrunner (CPU, default) or jax (diffrax).")] = EngineChoice.roadrunner,
@@ -89,7 +93,8 @@ def simulate(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Simulate a protocol; write timeseries.csv, summary.json and plot.png to --out."""
-    _run(debug, lambda: _simulate(protocol, out, phenotype, patient, n, seed, units.value, engine.value, step_hours, processes))
+    eng = cast("EngineName", engine.value)
+    _run(debug, lambda: _simulate(protocol, out, phenotype, patient, n, seed, units.value, eng, step_hours, processes))
 
 
 def _simulate(
@@ -100,7 +105,7 @@ def _simulate(
     n: int | None,
     seed: int,
     units: str,
-    engine: str,
+    engine: EngineName,
     step_hours: float,
     processes: int,
 ) -> None:
@@ -142,7 +147,7 @@ def _simulate(
     tmp = Path(tempfile.mkdtemp(prefix=".hpgsim-", dir=out.parent if out.parent.exists() else None))
     try:
         if n is None:
-            res = simulate(prot, patient=man, phenotype=phenotype, engine=engine, output_step_h=step_hours)  # type: ignore[arg-type]
+            res = simulate(prot, patient=man, phenotype=phenotype, engine=engine, output_step_h=step_hours)
             df = to_units(res.observables, units)
             df.reset_index().to_csv(tmp / "timeseries.csv", index=False, float_format="%.6g")
             summary = dict(meta)
@@ -162,7 +167,12 @@ def _simulate(
                 err_console.print(f"[yellow]flag:[/] {f}", highlight=False, soft_wrap=True)
         else:
             men = sample_patients(phenotype, n, seed)
-            results = _with_progress(lambda cb: simulate_population(prot, men, engine=engine, processes=processes, output_step_h=step_hours, progress=cb), n)  # type: ignore[arg-type]
+            results = _with_progress(
+                lambda cb: simulate_population(
+                    prot, men, engine=engine, processes=processes, output_step_h=step_hours, progress=cb
+                ),
+                n,
+            )
             frames = []
             for r in results:
                 d = to_units(r.observables, units).reset_index()
@@ -180,7 +190,9 @@ def _simulate(
                     "model_digest": results[0].model_digest,
                     "population": _population_summary(per_man),
                     "flags": sorted({f for r in results for f in r.flags}),
-                    "men_with_flags": {f: sum(f in r.flags for r in results) for f in sorted({f for r in results for f in r.flags})},
+                    "men_with_flags": {
+                        f: sum(f in r.flags for r in results) for f in sorted({f for r in results for f in r.flags})
+                    },
                 }
             )
             med = long.drop(columns="patient").groupby("day").median()
@@ -285,7 +297,17 @@ def phenotypes(
         from hpgsim.population.phenotypes import get_phenotype, phenotype_names, sample_patients, typical_patient
         from hpgsim.simulation import simulate_population
 
-        quantities = ["total_testosterone", "free_testosterone", "estradiol", "te_ratio", "lh", "fsh", "shbg", "inhibin_b", "sperm_concentration"]
+        quantities = [
+            "total_testosterone",
+            "free_testosterone",
+            "estradiol",
+            "te_ratio",
+            "lh",
+            "fsh",
+            "shbg",
+            "inhibin_b",
+            "sperm_concentration",
+        ]
         for name in phenotype_names():
             ph = get_phenotype(name)
             men = [typical_patient(name)] + (sample_patients(name, n, seed) if n > 0 else [])
@@ -303,7 +325,11 @@ def phenotypes(
                 med = f"{np.median(pop):.3g}" if pop.size else "-"
                 t.add_row(q, unit_of(q), f"{col[0]:.3g}", med, rng)
             console.print(t)
-            console.print(f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; source: {ph.source}\n", highlight=False)
+            console.print(
+                f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; "
+                f"source: {ph.source}\n",
+                highlight=False,
+            )
 
     _run(debug, run)
 
@@ -314,4 +340,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -110,7 +110,7 @@ def solve_states(
     schedule: DoseSchedule,
     times_h: np.ndarray,
     engine: EngineName = "roadrunner",
-    rtol: float = 1e-7,
+    rtol: float = 1e-6,
     patient: str = "patient",
 ) -> np.ndarray:
     """Integrate one man with the chosen engine; states at `times_h`, shape (n_times, n_states)."""
@@ -160,7 +160,7 @@ def simulate(
     phenotype: str = "healthy",
     engine: EngineName = "roadrunner",
     output_step_h: float = 24.0,
-    rtol: float = 1e-7,
+    rtol: float = 1e-6,
     prune: bool = True,
 ) -> SimulationResult:
     """Simulate one man under a protocol.
@@ -201,7 +201,7 @@ def simulate_population(
     engine: EngineName = "roadrunner",
     processes: int = 1,
     output_step_h: float = 24.0,
-    rtol: float = 1e-7,
+    rtol: float = 1e-6,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[SimulationResult]:
     """Simulate many men under one protocol, in `processes` worker processes (CPU engine per worker).

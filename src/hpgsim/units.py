@@ -21,7 +21,7 @@ PMOL_L_PER_PG_ML_FREE_T = 3.467
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
     """The shared unit registry, with the units hormone assays and drug labels use."""
-    ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     # International units: an amount of biological activity; not convertible to mass.
     ureg.define("international_unit = [biological_activity] = IU")
     ureg.define("milli_international_unit = 1e-3 * international_unit = mIU")
@@ -46,22 +46,18 @@ def parse_quantity(text: object, *, field: str) -> pint.Quantity:
     if isinstance(text, bool) or text is None:
         raise UnitError(f"{field}: expected an amount with a unit such as '1 mg' or '12 week', got {text!r}.")
     if isinstance(text, int | float):
-        raise UnitError(
-            f"{field}: {text!r} has no unit. Write the unit after the number, e.g. '{text} mg' or '{text} day'."
-        )
+        raise UnitError(f"{field}: {text!r} has no unit. Write the unit after the number, e.g. '{text} mg' or '{text} day'.")
     s = str(text).strip()
     ureg = registry()
     try:
-        q = ureg.Quantity(s)
+        q: pint.Quantity = ureg.Quantity(s)
     except Exception as exc:  # pint raises several unrelated types
         raise UnitError(
             f"{field}: cannot read {s!r} as an amount with a unit ({exc.__class__.__name__}). "
             "Write a number and a unit, e.g. '1 mg', '500 IU', '90 min' or '26 week'."
         ) from exc
     if not isinstance(q, pint.Quantity) or q.dimensionless:
-        raise UnitError(
-            f"{field}: {s!r} has no unit. Write the unit after the number, e.g. '{s} mg' or '{s} day'."
-        )
+        raise UnitError(f"{field}: {s!r} has no unit. Write the unit after the number, e.g. '{s} mg' or '{s} day'.")
     return q
 
 

@@ -71,7 +71,7 @@ def compile_functions(spec: ModelSpec, xp: ModuleType) -> ModelFunctions:
         "stack": xp.stack,
     }
     code = compile(src, f"<hpgsim model {spec.digest()}>", "exec")
-    exec(code, namespace)  # noqa: S102 - source generated from validated package data
+    exec(code, namespace)
     return ModelFunctions(namespace["rhs"], namespace["observe"], namespace["intermediates"], src)
 
 

@@ -66,7 +66,7 @@ class JaxEngine:
     def __init__(self, spec: ModelSpec, rtol: float = 1e-8, atol: float | np.ndarray = 1e-10, max_steps: int = 20000) -> None:
         import jax
 
-        if not jax.config.jax_enable_x64:
+        if not jax.config.read("jax_enable_x64"):
             raise SimulationError(
                 "the JAX engine needs float64: call hpgsim.engine.jax_engine.enable_float64() (the CLI and API do this)."
             )
@@ -85,10 +85,13 @@ class JaxEngine:
         rhs = self._fns.rhs
         term = diffrax.ODETerm(lambda t, y, args: rhs(t + args[1], y, args[0]))
         solver = diffrax.Kvaerno5()
-        controller = diffrax.PIDController(rtol=self.rtol, atol=jnp.asarray(self.atol), pcoeff=0.3, icoeff=0.3)
+        rtol = self.rtol
         max_steps = self.max_steps
 
-        def one(params: Any, y0: Any, grid: Any, increments: Any) -> tuple[Any, Any]:
+        def one(params: Any, y0: Any, grid: Any, increments: Any, atol: Any) -> tuple[Any, Any]:
+            # atol is a runtime array: changing it does not recompile
+            controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
+
             def step(y: Any, seg: Any) -> tuple[Any, tuple[Any, Any]]:
                 t0, t1, inc = seg
                 # integrate in local time (0 .. t1 - t0); absolute time passed as an argument
@@ -113,7 +116,7 @@ class JaxEngine:
             _, (ys, oks) = jax.lax.scan(step, y_start, (grid[:-1], grid[1:], increments[1:]))
             return jnp.concatenate([y0[None, :], ys], axis=0), oks
 
-        fn = jax.vmap(one, in_axes=(0, 0, None, None)) if batched else one
+        fn = jax.vmap(one, in_axes=(0, 0, None, None, None)) if batched else one
         return jax.jit(fn)
 
     def solve(
@@ -150,7 +153,13 @@ class JaxEngine:
 
         plan = _plan(self.spec, schedule, output_times_h)
         fn = self._compiled(True)
-        ys, oks = fn(jnp.asarray(params, dtype=jnp.float64), jnp.asarray(y0, dtype=jnp.float64), jnp.asarray(plan.grid), jnp.asarray(plan.increments))
+        ys, oks = fn(
+            jnp.asarray(params, dtype=jnp.float64),
+            jnp.asarray(y0, dtype=jnp.float64),
+            jnp.asarray(plan.grid),
+            jnp.asarray(plan.increments),
+            jnp.asarray(self.atol),
+        )
         ys = np.asarray(ys)
         oks = np.asarray(oks)
         names = patients or [f"patient {i}" for i in range(ys.shape[0])]

@@ -7,6 +7,11 @@ discontinuity requires). Outputs at a dose time are recorded before the dose (tr
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 import roadrunner
 
@@ -15,7 +20,25 @@ from hpgsim.engine.schedule import DoseSchedule, segment_grid
 from hpgsim.errors import SimulationError
 from hpgsim.model.spec import ModelSpec
 
-roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr (CVODE's "t + h = t" floods after boluses) at the file-descriptor level."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 class RoadRunnerEngine:
@@ -29,6 +52,7 @@ class RoadRunnerEngine:
 
     def __init__(self, spec: ModelSpec, rtol: float = 1e-7, atol: float = 1e-9) -> None:
         self.spec = spec
+        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
         self.rr = roadrunner.RoadRunner(default_sbml(spec))
         integ = self.rr.integrator
         integ.relative_tolerance = rtol
@@ -78,6 +102,13 @@ class RoadRunnerEngine:
         rr.setValues(self.param_names, [float(v) for v in params])
         rr.setValues(self.state_names, [float(v) for v in y0])
         rr.model.setTime(0.0)
+        with quiet_stderr():
+            return self._walk(params, y0, schedule, output_times_h, patient)
+
+    def _walk(
+        self, params: np.ndarray, y0: np.ndarray, schedule: DoseSchedule, output_times_h: np.ndarray, patient: str
+    ) -> np.ndarray:
+        rr = self.rr
         grid, is_output, dose_rows = segment_grid(schedule, np.asarray(output_times_h, dtype=float))
         out = np.empty((int(is_output.sum()), len(self.state_names)))
         k = 0

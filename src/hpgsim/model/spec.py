@@ -172,7 +172,9 @@ def _parameter(name: str, raw: dict[str, Any], owner: str, where: str) -> Parame
     )
 
 
-def _load_drug(raw: dict[str, Any], fname: str) -> tuple[Drug, list[State], list[Parameter], dict[str, str], list[Expression], dict[str, str]]:
+def _load_drug(
+    raw: dict[str, Any], fname: str
+) -> tuple[Drug, list[State], list[Parameter], dict[str, str], list[Expression], dict[str, str]]:
     name = raw["name"]
     routes: dict[str, tuple[DoseTarget, ...]] = {}
     for route, rdef in raw["routes"].items():
@@ -182,7 +184,8 @@ def _load_drug(raw: dict[str, Any], fname: str) -> tuple[Drug, list[State], list
     states = [State(k, str(v["unit"]), str(v.get("description", "")), owner=name) for k, v in raw.get("states", {}).items()]
     params = [_parameter(k, v, name, fname) for k, v in raw.get("parameters", {}).items()]
     concs = [
-        Expression(k, str(v["expr"]), str(v["unit"]), str(v.get("note", ""))) for k, v in (raw.get("concentrations") or {}).items()
+        Expression(k, str(v["expr"]), str(v["unit"]), str(v.get("note", "")))
+        for k, v in (raw.get("concentrations") or {}).items()
     ]
     studied = raw["studied_dose"]
     drug = Drug(
@@ -275,9 +278,7 @@ def load_model(include: frozenset[str] | None = None) -> ModelSpec:
             raise SpecError(f"physiology.yaml: channel {cname!r} has unknown combine rule {cdef['combine']!r}")
         channels.append(Expression(cname, expr, str(cdef.get("unit", "1")), str(cdef.get("description", ""))))
 
-    phys_inter = [
-        Expression(k, str(v["expr"]), str(v["unit"]), str(v.get("note", ""))) for k, v in phys["intermediates"].items()
-    ]
+    phys_inter = [Expression(k, str(v["expr"]), str(v["unit"]), str(v.get("note", ""))) for k, v in phys["intermediates"].items()]
     intermediates = tuple(concentrations + channels + phys_inter)
     observables = tuple(
         [Expression(k, str(v["expr"]), str(v["unit"]), str(v.get("note", ""))) for k, v in phys["observables"].items()]

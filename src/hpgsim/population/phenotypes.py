@@ -162,8 +162,6 @@ def load_patient(path: str | Path) -> Patient:
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise SpecError(f"{p}: key 'parameters.{k}': unknown parameter.{hint}")
         if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
-            raise SpecError(
-                f"{p}: key 'parameters.{k}': value {v!r} must be a non-negative number in {spec.parameters[k].unit}."
-            )
+            raise SpecError(f"{p}: key 'parameters.{k}': value {v!r} must be a non-negative number in {spec.parameters[k].unit}.")
         params[k] = float(v)
     return Patient(name=str(raw.get("name", p.stem)), parameters=params, phenotype=raw.get("phenotype"))

@@ -94,7 +94,9 @@ def _hours(value: object, source: str, key: str, *, allow_zero: bool = True) -> 
         q = parse_quantity(value, field=key)
         hours = float(q.to("hour").magnitude)
     except UnitError as exc:
-        raise ProtocolError(f"{_where(source, key)}: {exc} Durations need a time unit, e.g. '12 week', '3.5 day', '90 min'.") from exc
+        raise ProtocolError(
+            f"{_where(source, key)}: {exc} Durations need a time unit, e.g. '12 week', '3.5 day', '90 min'."
+        ) from exc
     except pint.DimensionalityError as exc:
         raise ProtocolError(
             f"{_where(source, key)}: {value!r} is not a duration. Use a time unit, e.g. '1 day', '90 min' or '12 week'."
@@ -137,7 +139,8 @@ def validate_protocol(raw: Any, source: str = "protocol", spec: ModelSpec | None
     spec = spec or load_model()
     if not isinstance(raw, dict):
         raise ProtocolError(
-            f"{source}: a protocol must be a mapping with at least 'duration' (e.g. 'duration: 26 week'), got {type(raw).__name__}."
+            f"{source}: a protocol must be a mapping with at least 'duration' (e.g. 'duration: 26 week'), "
+            f"got {type(raw).__name__}."
         )
     try:
         pf = ProtocolFile.model_validate(raw)

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from hpgsim.observe.units import LABELS, unit_of  # noqa: E402
+from hpgsim.observe.units import LABELS, unit_of
 
 PANELS: list[tuple[str, list[str]]] = [
     ("Testosterone", ["total_testosterone"]),
@@ -61,7 +61,9 @@ def plot_courses(
         ax.set_title(f"{ptitle} [{unit_txt}]", fontsize=10)
         ax.grid(alpha=0.3)
         if cols[0] in ("sperm_concentration", "total_motile_count"):
-            ax.set_yscale("symlog", linthresh=1.0)
+            values = pd.concat([df[cols[0]] for _, df in courses if cols[0] in df.columns])
+            if len(values) and values.max() > 50 * max(values.min(), 1e-3):
+                ax.set_yscale("symlog", linthresh=0.1)  # azoospermia (< 0.01 M/mL) to normal on one axis
         if len(cols) > 1 or len(courses) > 1:
             ax.legend(fontsize=7)
     for ax in axes[-1]:

@@ -1,0 +1,154 @@
+"""Known drug effects, direction and size (issue 2's list; numbers from shared/data).
+
+Each test simulates the typical man of a phenotype; percentages are changes from his day-0 baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpgsim.simulation import simulate
+
+
+def _run(regimens: list[dict], duration: str = "12 week", phenotype: str = "healthy", step: float = 24.0) -> pd.DataFrame:
+    return simulate({"duration": duration, "regimens": regimens}, phenotype=phenotype, output_step_h=step).observables
+
+
+def _ratio(df: pd.DataFrame, q: str, day: float) -> float:
+    return float(df[q].loc[day] / df[q].iloc[0])
+
+
+@pytest.fixture(scope="module")
+def baseline() -> pd.Series:
+    return _run([], "1 day").iloc[0]
+
+
+def test_healthy_baseline_labs_are_in_the_published_ranges(baseline):
+    b = baseline
+    assert 400 <= b.total_testosterone <= 750  # Travison 2017: median 531 ng/dL
+    assert 1.5 <= 100 * (b.free_testosterone / 1000) / (b.total_testosterone / 100) <= 2.5  # free T % of total
+    assert 15 <= b.estradiol <= 40
+    assert 2 <= b.lh <= 8 and 2 <= b.fsh <= 8
+    assert 20 <= b.shbg <= 60
+    assert 100 <= b.inhibin_b <= 250
+    ratio = b.intratesticular_testosterone / (b.total_testosterone / 28.84)
+    assert 40 <= ratio <= 150  # Coviello 2005: ITT ~83x serum
+    assert 40 <= b.sperm_concentration <= 100
+    assert b.te_ratio > 10
+
+
+def test_anastrozole_lowers_e2_and_raises_t_lh_fsh():
+    df = _run([{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}])
+    assert 0.40 <= _ratio(df, "estradiol", 84) <= 0.75  # E2 down 25-60%
+    assert 1.25 <= _ratio(df, "total_testosterone", 84) <= 2.0  # T up 25-100%
+    assert _ratio(df, "lh", 84) > 1.1 and _ratio(df, "fsh", 84) > 1.05
+
+
+def test_letrozole_suppresses_e2_more_than_anastrozole():
+    ana = _run([{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}], "4 week")
+    let = _run([{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}], "4 week")
+    assert _ratio(let, "estradiol", 28) < _ratio(ana, "estradiol", 28) - 0.05
+
+
+def test_clomiphene_raises_t_lh_fsh_and_e2():
+    df = _run([{"drug": "clomiphene_citrate", "dose": "25 mg", "every": "1 day"}])
+    assert 1.7 <= _ratio(df, "total_testosterone", 84) <= 2.7
+    assert 1.4 <= _ratio(df, "lh", 84) <= 2.2
+    assert 1.2 <= _ratio(df, "fsh", 84) <= 2.2
+    assert _ratio(df, "estradiol", 84) > 1.2
+    # zuclomiphene accumulates: higher at 12 weeks than at 2 weeks, and far above enclomiphene
+    assert df.zuclomiphene_concentration.loc[84] > 1.5 * df.zuclomiphene_concentration.loc[14]
+    assert df.zuclomiphene_concentration.loc[84] > 10 * df.enclomiphene_concentration.loc[84]
+
+
+def test_tamoxifen_raises_all_four():
+    df = _run([{"drug": "tamoxifen", "dose": "20 mg", "every": "1 day"}])
+    for q in ["total_testosterone", "estradiol", "lh", "fsh"]:
+        assert _ratio(df, q, 84) > 1.2, q
+
+
+@pytest.fixture(scope="module")
+def te_course() -> pd.DataFrame:
+    # 26 weeks of TE 200 mg weekly, then 44 weeks off
+    return _run([{"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week", "stop": "26 week"}], "70 week")
+
+
+def test_testosterone_enanthate_suppresses_gonadotropins_and_itt(te_course):
+    df = te_course
+    on = df.loc[21:182]
+    assert (on.lh / df.lh.iloc[0]).max() < 0.10  # LH below 10% from week 3 (also at troughs)
+    assert (on.fsh / df.fsh.iloc[0]).max() < 0.10
+    assert (on.intratesticular_testosterone / df.intratesticular_testosterone.iloc[0]).max() < 0.10  # ITT down > 90%
+    assert on.total_testosterone.min() > df.total_testosterone.iloc[0]  # while serum T stays high
+
+
+def test_sperm_suppression_half_time_and_recovery_half_plateau(te_course):
+    s = te_course.sperm_concentration
+    s0 = s.iloc[0]
+    half_day = float(s.index[np.argmax(s.to_numpy() < 0.5 * s0)])
+    assert 0.6 * 38.5 <= half_day <= 1.4 * 38.5  # suppression half-time ~5.5 weeks (HumReprod2005)
+    assert s.loc[182] < 1.0
+    rec = s.loc[182:]
+    plateau = rec.iloc[-1]
+    assert plateau > 0.8 * s0
+    half_rec = float(rec.index[np.argmax(rec.to_numpy() > 0.5 * plateau)]) - 182
+    assert 0.75 * 73.5 <= half_rec <= 1.25 * 73.5  # half-plateau near 10.5 weeks after the first missed dose
+
+
+def test_low_dose_hcg_keeps_itt_near_baseline_on_te():
+    te = _run([{"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week"}], "3 week")
+    with_hcg = _run(
+        [
+            {"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week"},
+            {"drug": "hcg", "dose": "500 IU", "every": "2 day"},
+        ],
+        "3 week",
+    )
+    assert _ratio(te, "intratesticular_testosterone", 21) < 0.15
+    assert 0.7 <= _ratio(with_hcg, "intratesticular_testosterone", 21) <= 1.6  # Coviello 2005: +26%
+    assert _ratio(with_hcg, "sperm_concentration", 21) > _ratio(te, "sperm_concentration", 21)
+
+
+def test_gonadorelin_pump_restores_t_then_sperm_in_gnrh_deficiency():
+    df = _run(
+        [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}], "26 week", "hypogonadotropic_hypogonadism"
+    )
+    assert df.total_testosterone.iloc[0] < 150 and df.lh.iloc[0] < 1.5  # untreated: low T, low LH
+    assert df.sperm_concentration.iloc[0] < 1.0
+    normal_day = float(df.index[np.argmax(df.total_testosterone.to_numpy() > 300)])
+    assert 7 <= normal_day <= 56  # T normal within ~1-8 weeks
+    assert df.sperm_concentration.loc[56] < 0.5 * df.sperm_concentration.loc[182]  # sperm lag by months
+    assert df.sperm_concentration.loc[182] > 15
+
+
+def test_continuous_gnrh_flares_then_desensitises():
+    df = _run([{"drug": "gonadorelin", "dose": "20 ug", "every": "10 min", "route": "sc"}], "4 week")
+    lh = df.lh / df.lh.iloc[0]
+    assert lh.loc[1:3].max() > 1.5  # flare
+    assert lh.loc[21:28].max() < 0.7  # then suppression
+    assert _ratio(df, "total_testosterone", 28) < 0.7
+
+
+def test_gonadorelin_twice_weekly_gives_hours_of_lh_and_little_weekly_effect():
+    df = _run([{"drug": "gonadorelin", "dose": "100 ug", "every": "3.5 day", "route": "sc"}], "2 week", step=0.25)
+    lh = df.lh / df.lh.iloc[0]
+    assert lh.max() > 3
+    hours_above_2x = (lh > 2).sum() * 0.25 / 4  # per injection
+    assert 1 <= hours_above_2x <= 12
+    assert lh.mean() < 1.5  # small effect on the weekly mean
+
+
+def test_gnrh_stimulation_test_lh_peak():
+    df = _run([{"drug": "gonadorelin", "dose": "100 ug", "at": ["0 h"], "route": "iv"}], "4 h", step=1 / 60)
+    lh = df.lh / df.lh.iloc[0]
+    peak_min = float(lh.idxmax()) * 24 * 60
+    assert 15 <= peak_min <= 45
+    assert 3 <= lh.max() <= 10
+
+
+def test_estradiol_over_suppression_is_flagged():
+    res = simulate({"duration": "4 week", "regimens": [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]})
+    low = res.observables.estradiol.loc[1:].min() < 10
+    assert low == any("estradiol falls below 10 pg/mL" in f for f in res.flags)
