@@ -48,16 +48,17 @@ class RoadRunnerEngine:
         spec: the model.
         rtol: CVODE relative tolerance.
         atol: CVODE absolute tolerance (states are O(1e-4) to O(1e3) in their own units).
+        max_steps: CVODE step budget per segment (a failure raises SimulationError).
     """
 
-    def __init__(self, spec: ModelSpec, rtol: float = 1e-7, atol: float = 1e-9) -> None:
+    def __init__(self, spec: ModelSpec, rtol: float = 1e-7, atol: float = 1e-9, max_steps: int = 200000) -> None:
         self.spec = spec
         roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
         self.rr = roadrunner.RoadRunner(default_sbml(spec))
         integ = self.rr.integrator
         integ.relative_tolerance = rtol
         integ.absolute_tolerance = atol
-        integ.maximum_num_steps = 200000
+        integ.maximum_num_steps = max_steps
         integ.stiff = True
         self.state_names = spec.state_names
         self.param_names = spec.parameter_names

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpgsim.model.spec import ModelSpec
-from hpgsim.protocol.schema import Protocol
+
+if TYPE_CHECKING:  # the engine itself needs no protocol parser (keeps GPU runs light)
+    from hpgsim.protocol.schema import Protocol
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ _START = {
 }
 
 
+def start_vector(spec: ModelSpec) -> np.ndarray:
+    """The generic starting point of the steady-state search, shape (n_states,)."""
+    return np.array([_START.get(n, 0.0) for n in spec.state_names], dtype=float)
+
+
 def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", tol: float = 1e-10) -> np.ndarray:
     """The untreated steady state for one parameter vector.
 
@@ -51,7 +56,7 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
     fns = numpy_functions(spec)
     names = spec.state_names
     phys = np.array([s.owner == "physiology" for s in spec.states])
-    y_start = np.array([_START.get(n, 0.0) for n in names], dtype=float)
+    y_start = start_vector(spec)
     p = np.asarray(params, dtype=float)
 
     def f_full(t: float, y: np.ndarray) -> np.ndarray:
@@ -59,10 +64,15 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
 
     # Integrate 5 years untreated: the slowest time constants (spermatogenesis, receptor recovery)
     # are weeks, so this lands close to equilibrium from any physiological start.
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # transient overflow inside the search is harmless: the residual is checked below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sol = solve_ivp(f_full, (0.0, 5 * 8760.0), y_start, method="BDF", rtol=1e-8, atol=1e-10)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # transient overflow inside the search is harmless: the residual is checked below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sol = solve_ivp(f_full, (0.0, 5 * 8760.0), y_start, method="BDF", rtol=1e-8, atol=1e-10)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise SimulationError(
+            f"{patient}: no untreated steady state: the model diverged ({exc}); the parameters may be outside physiology."
+        ) from exc
     if not sol.success:
         raise SimulationError(f"{patient}: could not reach the untreated steady state ({sol.message}).")
     y = sol.y[:, -1].copy()
@@ -73,11 +83,13 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
         full[phys] = x
         return f_full(0.0, full)[phys]
 
-    res = root(f_phys, y[phys], method="hybr", options={"xtol": 1e-13})
-    x = res.x if res.success else y[phys]
-    y[phys] = x
-    resid = np.max(np.abs(f_phys(x)) / np.maximum(np.abs(x), 1.0))
-    if not np.all(np.isfinite(y)) or resid > 1e-6:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = root(f_phys, y[phys], method="hybr", options={"xtol": 1e-13})
+        x = res.x if res.success else y[phys]
+        y[phys] = x
+        resid = float(np.max(np.abs(f_phys(x)) / np.maximum(np.abs(x), 1.0)))
+    if not np.all(np.isfinite(y)) or not resid <= 1e-6 or np.any(y[phys] < -1e-9):
         raise SimulationError(
             f"{patient}: no untreated steady state found (scaled residual {resid:.2e}); the parameters may be outside physiology."
         )

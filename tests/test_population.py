@@ -1,0 +1,59 @@
+"""Phenotypes and virtual patients: typical men, seeded populations, patient files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpgsim.errors import SpecError
+from hpgsim.population.phenotypes import get_phenotype, load_patient, phenotype_names, sample_patients, typical_patient
+
+
+def test_phenotypes_of_this_issue_exist():
+    assert {"healthy", "hypogonadotropic_hypogonadism"} <= set(phenotype_names())
+
+
+def test_unknown_phenotype_suggests_the_closest():
+    with pytest.raises(SpecError, match="Did you mean 'healthy'"):
+        get_phenotype("helthy")
+
+
+def test_typical_man_uses_the_median_covariates():
+    man = typical_patient("healthy")
+    ph = get_phenotype("healthy")
+    assert man.parameters["age"] == ph.age["median"] and man.parameters["bmi"] == ph.bmi["median"]
+
+
+def test_population_is_seeded_and_lognormal_around_the_typical_value():
+    a = sample_patients("healthy", 400, seed=7)
+    b = sample_patients("healthy", 400, seed=7)
+    assert [m.parameters for m in a] == [m.parameters for m in b]
+    typical = typical_patient("healthy").parameters["t_production_max"]
+    vals = np.array([m.parameters["t_production_max"] for m in a])
+    assert np.median(vals) == pytest.approx(typical, rel=0.1)
+    cv = np.std(np.log(vals))
+    assert cv == pytest.approx(np.sqrt(np.log1p(0.2**2)), rel=0.15)
+    ages = np.array([m.parameters["age"] for m in a])
+    assert ages.min() >= 20 and ages.max() <= 50
+
+
+def test_patient_file_overrides_parameters(write_yaml):
+    f = write_yaml("name: John\nphenotype: healthy\nparameters:\n  sperm_production_capacity: 50\n")
+    man = load_patient(f)
+    assert man.name == "John" and man.parameters["sperm_production_capacity"] == 50
+    assert man.parameters["age"] == typical_patient("healthy").parameters["age"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("parameters:\n  sperm_production_capasity: 50\n", "Did you mean 'sperm_production_capacity'"),
+        ("parameters:\n  t_clearance: -3\n", "non-negative number in L/h"),
+        ("parameters:\n  t_clearance: fast\n", "non-negative number"),
+        ("weight: 80\n", "unknown keys"),
+        ("- a\n- b\n", "is a mapping"),
+    ],
+)
+def test_bad_patient_files(write_yaml, text, fragment):
+    with pytest.raises(SpecError, match=fragment):
+        load_patient(write_yaml(text))
