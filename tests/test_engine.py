@@ -202,3 +202,22 @@ def test_jax_steady_state_matches_scipy():
     ys = _jax(spec, 1e-8).steady_state_batch(P)
     for i, p in enumerate(P):
         np.testing.assert_allclose(ys[i], steady_state(spec, p), rtol=1e-6, atol=1e-9)
+
+
+def test_compiled_model_cache_gives_the_same_trajectory(tmp_path, monkeypatch):
+    from hpgsim.engine.roadrunner_engine import RoadRunnerEngine, _cache_file
+
+    monkeypatch.setenv("HPGSIM_CACHE_DIR", str(tmp_path))
+    prot = validate_protocol(PROTOCOLS["te_ai_hcg"])
+    spec = model_for(prot)
+    p = typical_patient("healthy").vector(spec)
+    y0 = steady_state(spec, p)
+    sch = build_schedule(spec, prot)
+    grid = output_grid(prot.duration_h)
+    fresh = RoadRunnerEngine(spec)  # compiles and writes the cache
+    assert _cache_file(spec).is_file()
+    cached = RoadRunnerEngine(spec)  # loads it
+    np.testing.assert_array_equal(fresh.solve(p, y0, sch, grid), cached.solve(p, y0, sch, grid))
+    _cache_file(spec).write_bytes(b"garbage")  # a broken entry is rebuilt, not fatal
+    rebuilt = RoadRunnerEngine(spec)
+    np.testing.assert_array_equal(fresh.solve(p, y0, sch, grid), rebuilt.solve(p, y0, sch, grid))

@@ -21,7 +21,10 @@ PMOL_L_PER_PG_ML_FREE_T = 3.467
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
     """The shared unit registry, with the units hormone assays and drug labels use."""
-    ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    try:  # pint parses its definitions file once and caches the result on disk (saves ~0.6 s per process)
+        ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True, cache_folder=":auto:")
+    except OSError:
+        ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     # International units: an amount of biological activity; not convertible to mass.
     ureg.define("international_unit = [biological_activity] = IU")
     ureg.define("milli_international_unit = 1e-3 * international_unit = mIU")

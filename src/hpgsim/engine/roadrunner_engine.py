@@ -8,17 +8,61 @@ discontinuity requires). Outputs at a dose time are recorded before the dose (tr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import roadrunner
 
-from hpgsim.engine.sbml import default_sbml
 from hpgsim.engine.schedule import DoseSchedule, segment_grid
 from hpgsim.errors import SimulationError
 from hpgsim.model.spec import ModelSpec
+
+
+def _cache_file(spec: ModelSpec) -> Path | None:
+    """Where the compiled model is cached: keyed by the model digest, the SBML generator and RoadRunner."""
+    if os.environ.get("HPGSIM_NO_CACHE"):
+        return None
+    base = os.environ.get("HPGSIM_CACHE_DIR")
+    if base is None:
+        try:
+            import platformdirs
+
+            base = platformdirs.user_cache_dir("hpgsim")
+        except ImportError:
+            base = os.path.join(tempfile.gettempdir(), "hpgsim-cache")
+    generator = Path(__file__).with_name("sbml.py").read_bytes()
+    key = hashlib.sha256(spec.digest().encode() + generator + roadrunner.__version__.encode()).hexdigest()[:20]
+    return Path(base) / f"roadrunner-{key}.state"
+
+
+def _load_or_compile(spec: ModelSpec) -> roadrunner.RoadRunner:
+    """A RoadRunner for `spec`: from the on-disk cache if present (13 ms), else compiled (~0.3 s) and cached."""
+    path = _cache_file(spec)
+    if path is not None and path.is_file():
+        try:
+            rr = roadrunner.RoadRunner()
+            rr.loadState(str(path))
+            return rr
+        except Exception:  # a stale or broken cache entry: fall through and rebuild it
+            pass
+    from hpgsim.engine.sbml import default_sbml  # libsbml is only needed to build a new model
+
+    rr = roadrunner.RoadRunner(default_sbml(spec))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            rr.saveState(tmp)
+            os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+        except OSError:
+            pass
+    return rr
 
 
 @contextlib.contextmanager
@@ -54,7 +98,7 @@ class RoadRunnerEngine:
     def __init__(self, spec: ModelSpec, rtol: float = 1e-7, atol: float = 1e-9, max_steps: int = 200000) -> None:
         self.spec = spec
         roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
-        self.rr = roadrunner.RoadRunner(default_sbml(spec))
+        self.rr = _load_or_compile(spec)
         integ = self.rr.integrator
         integ.relative_tolerance = rtol
         integ.absolute_tolerance = atol

@@ -42,7 +42,11 @@ def plot_courses(
     footer: str = "",
 ) -> None:
     """Draw one or more simulated courses (label, observables by day) on a 3x3 grid and save as PNG."""
+    notes = list(flags)
+    bottom = 0.07 + 0.018 * len(notes)
     fig, axes = plt.subplots(3, 3, figsize=(14, 10.5), sharex=True)
+    # fixed margins: tight_layout costs more than the rest of a one-year simulation
+    fig.subplots_adjust(left=0.06, right=0.985, top=0.93, bottom=bottom, wspace=0.22, hspace=0.22)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (ptitle, cols) in zip(axes.flat, PANELS, strict=True):
         for ci, (label, df) in enumerate(courses):
@@ -69,10 +73,8 @@ def plot_courses(
     for ax in axes[-1]:
         ax.set_xlabel("day")
     fig.suptitle(title, fontsize=13)
-    notes = list(flags)
     text = "\n".join(["FLAG: " + f for f in notes] + ([footer] if footer else []))
     if text:
-        fig.text(0.01, 0.005, text, fontsize=7.5, va="bottom", ha="left", color="firebrick" if notes else "0.3", wrap=True)
-    fig.tight_layout(rect=(0, 0.04 + 0.018 * len(notes), 1, 0.96))
-    fig.savefig(path, dpi=110)
+        fig.text(0.01, 0.005, text, fontsize=7.5, va="bottom", ha="left", color="firebrick" if notes else "0.3")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
