@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REFERENCE = {
     "name": "reference",
     "duration": "52 week",
@@ -91,27 +89,16 @@ def jax_engine(raw: dict, batch: int) -> tuple[float, float, float]:
     from hpgsim.engine.jax_engine import enable_float64
 
     enable_float64()
-    from hpgsim.engine.schedule import build_schedule, output_grid
-    from hpgsim.engine.steady import steady_state
     from hpgsim.population.phenotypes import sample_patients
-    from hpgsim.protocol.schema import validate_protocol
-    from hpgsim.simulation import _jax, model_for, tolerances
+    from hpgsim.simulation import simulate, simulate_population
 
-    prot = validate_protocol(raw)
-    spec = model_for(prot)
     men = sample_patients("healthy", batch, seed=0)
-    P = np.stack([m.vector(spec) for m in men])
-    Y = np.stack([steady_state(spec, p) for p in P])
-    sch = build_schedule(spec, prot)
-    grid = output_grid(prot.duration_h)
-    eng = _jax(spec, 1e-7)
-    eng.atol = tolerances(spec, Y[0], sch, 1e-7)
     t0 = time.perf_counter()
-    eng.solve(P[0], Y[0], sch, grid)
+    simulate(raw, men[0], engine="jax")
     first = time.perf_counter() - t0
-    single = _median_time(lambda: eng.solve(P[0], Y[0], sch, grid), repeats=2)
-    eng.solve_batch(P, Y, sch, grid)  # compile batched
-    batched = _median_time(lambda: eng.solve_batch(P, Y, sch, grid), repeats=2) / batch
+    single = _median_time(lambda: simulate(raw, men[0], engine="jax"), repeats=2)
+    simulate_population(raw, men, engine="jax")  # compile the batched function
+    batched = _median_time(lambda: simulate_population(raw, men, engine="jax"), repeats=2) / batch
     return first / YEAR, single / YEAR, batched / YEAR
 
 

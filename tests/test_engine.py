@@ -145,22 +145,14 @@ def test_roadrunner_and_jax_engines_agree():
 @pytest.mark.slow
 def test_jax_batch_equals_loop():
     from hpgsim.engine.jax_engine import enable_float64
-    from hpgsim.simulation import _jax, tolerances
 
     enable_float64()
     prot = validate_protocol(PROTOCOLS["gonadorelin_twice_weekly"])
-    spec = model_for(prot, prune=False)
     men = sample_patients("healthy", 3, seed=1)
-    P = np.stack([m.vector(spec) for m in men])
-    Y = np.stack([steady_state(spec, p) for p in P])
-    sch = build_schedule(spec, prot)
-    times = output_grid(prot.duration_h)
-    eng = _jax(spec, 1e-8)
-    eng.atol = tolerances(spec, Y[0], sch, 1e-8)
-    batch = eng.solve_batch(P, Y, sch, times)
-    for i in range(len(men)):
-        single = eng.solve(P[i], Y[i], sch, times)
-        np.testing.assert_allclose(batch[i], single, rtol=1e-7, atol=1e-12)
+    batch = simulate_population(prot, men, engine="jax", rtol=1e-8)
+    for man, res in zip(men, batch, strict=True):
+        single = simulate(prot, man, engine="jax", rtol=1e-8).observables
+        np.testing.assert_allclose(res.observables.to_numpy(), single.to_numpy(), rtol=1e-6, atol=1e-12)
 
 
 def test_solver_failure_names_the_patient_and_the_time_reached():

@@ -6,6 +6,7 @@ are plain floats in the units declared in the model data files.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 import pint
@@ -28,7 +29,14 @@ def registry() -> pint.UnitRegistry:
     # International units: an amount of biological activity; not convertible to mass.
     ureg.define("international_unit = [biological_activity] = IU")
     ureg.define("milli_international_unit = 1e-3 * international_unit = mIU")
-    ureg.define("unit_activity = international_unit = U")
+    # In hormone assays "U/L" means IU/L (pint's own "U" is the enzyme unit): redefine it, quietly.
+    pint_log = logging.getLogger("pint.util")
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        ureg.define("unit_activity = international_unit = U")
+    finally:
+        pint_log.setLevel(level)
     ureg.define("cells = [cell_count]")
     return ureg
 
