@@ -48,6 +48,8 @@ def generate_source(spec: ModelSpec) -> str:
     ind = "    "
     out = ["def rhs(t, y, p):"]
     out += _prologue(spec, ind)
+    # "+ 0*y[0]" gives constant expressions the shape of a state, so that stack() also works when y
+    # holds whole trajectories (shape (n_states, n_times)).
     out.append(f"{ind}return stack([" + ", ".join(f"({spec.rates[s]}) + 0*y[0]" for s in spec.state_names) + "])")
     out.append("")
     out.append("def observe(y, p):")

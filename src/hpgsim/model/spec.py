@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -102,7 +102,6 @@ class ModelSpec:
     observables: tuple[Expression, ...]
     drugs: dict[str, Drug]
     time_unit: str = "h"
-    state_guess: dict[str, float] = field(default_factory=dict)
 
     @property
     def state_names(self) -> list[str]:
@@ -243,7 +242,6 @@ def load_model(include: frozenset[str] | None = None) -> ModelSpec:
     for k, v in phys["parameters"].items():
         params[k] = _parameter(k, v, "physiology", "physiology.yaml")
     states = [State(k, str(v["unit"]), str(v.get("description", ""))) for k, v in phys["states"].items()]
-    guesses = {k: float(v["guess"]) for k, v in phys["states"].items() if "guess" in v}
     rates = dict(phys["rates"])
 
     drugs: dict[str, Drug] = {}
@@ -296,7 +294,6 @@ def load_model(include: frozenset[str] | None = None) -> ModelSpec:
         observables=observables,
         drugs=drugs,
         time_unit=str(phys.get("time_unit", "h")),
-        state_guess=guesses,
     )
     _validate(spec)
     return spec
