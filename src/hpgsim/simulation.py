@@ -97,9 +97,10 @@ def _roadrunner(spec: ModelSpec) -> Any:
 
 @lru_cache(maxsize=8)
 def _jax(spec: ModelSpec, rtol: float) -> Any:
-    from hpgsim.engine.jax_engine import JaxEngine, enable_float64
+    from hpgsim.engine.jax_engine import JaxEngine, enable_compilation_cache, enable_float64
 
     enable_float64()
+    enable_compilation_cache()
     return JaxEngine(spec, rtol=rtol)
 
 

@@ -28,6 +28,29 @@ def enable_float64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
+def enable_compilation_cache() -> None:
+    """Keep compiled JAX functions on disk between processes (an entry-point setting, like float64).
+
+    Equinox's runtime error checks use host callbacks, which stop XLA from caching; with
+    ``throw=False`` the engine reports failures itself, so ``EQX_ON_ERROR=nan`` loses nothing.
+    Set ``HPGSIM_NO_CACHE=1`` to disable.
+    """
+    import os
+
+    if os.environ.get("HPGSIM_NO_CACHE"):
+        return
+    os.environ.setdefault("EQX_ON_ERROR", "nan")
+    import jax
+
+    base = os.environ.get("HPGSIM_CACHE_DIR")
+    if base is None:
+        import platformdirs
+
+        base = platformdirs.user_cache_dir("hpgsim")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(base, "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 @dataclass(frozen=True)
 class _Plan:
     grid: np.ndarray  # (m,)
