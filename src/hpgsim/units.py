@@ -88,3 +88,75 @@ def convert(value: float, from_unit: str, to_unit: str, *, field: str = "value")
         return float(ureg.Quantity(value, from_unit).to(to_unit).magnitude)
     except Exception as exc:
         raise UnitError(f"{field}: cannot convert {value} {from_unit} to {to_unit}: {exc}") from exc
+
+
+# Canonical output units (DESIGN.md section 2) and molar masses for mass <-> amount conversions.
+CANONICAL: dict[str, str] = {
+    "total_testosterone": "ng/dL",
+    "free_testosterone": "pg/mL",
+    "bioavailable_testosterone": "ng/dL",
+    "estradiol": "pg/mL",
+    "lh": "IU/L",
+    "fsh": "IU/L",
+    "shbg": "nmol/L",
+    "inhibin_b": "pg/mL",
+    "te_ratio": "(ng/dL)/(pg/mL)",
+    "intratesticular_testosterone": "nmol/L",
+    "sperm_concentration": "1e6/mL",
+    "total_sperm_count": "1e6",
+    "progressive_motility": "%",
+    "total_motile_count": "1e6",
+    "semen_volume": "mL",
+}
+MOLAR_MASS_G_MOL: dict[str, float] = {
+    # 288.4 g/mol gives 1 nmol/L = 28.84 ng/dL and 1 pg/mL = 3.467 pmol/L; 272.4 g/mol gives 1 pg/mL = 3.671 pmol/L
+    "total_testosterone": 288.4,
+    "free_testosterone": 288.4,
+    "bioavailable_testosterone": 288.4,
+    "intratesticular_testosterone": 288.4,
+    "estradiol": 272.4,
+}
+_DRUG_UNITS = {"gonadorelin_concentration": "pg/mL", "hcg_concentration": "IU/L", "recombinant_fsh_concentration": "IU/L"}
+
+
+def canonical_unit(quantity: str) -> str:
+    """The unit hpgsim outputs `quantity` in (drug concentrations: ng/mL unless DESIGN.md says otherwise)."""
+    if quantity in CANONICAL:
+        return CANONICAL[quantity]
+    if quantity.endswith("_concentration"):
+        return _DRUG_UNITS.get(quantity, "ng/mL")
+    raise UnitError(f"unknown quantity {quantity!r}; use a canonical name from DESIGN.md section 2.")
+
+
+def to_canonical(quantity: str, value: float, unit: str) -> float:
+    """Convert `value` in `unit` to the canonical unit of `quantity` (molar masses where needed).
+
+    Raises:
+        UnitError: unknown unit, or one that does not convert to the quantity's canonical unit.
+    """
+    target = canonical_unit(quantity)
+    ureg = registry()
+    if unit.replace(" ", "") == target.replace(" ", ""):
+        return float(value)
+    try:
+        q = ureg.Quantity(float(value), _pint_unit(unit))
+    except Exception as exc:
+        raise UnitError(f"unit {unit!r} of {quantity} is not a unit pint can read ({exc.__class__.__name__}).") from exc
+    try:
+        return float(q.to(_pint_unit(target)).magnitude)
+    except pint.DimensionalityError:
+        mm = MOLAR_MASS_G_MOL.get(quantity)
+        if mm is not None:
+            try:
+                grams = ureg.Quantity(mm, "g/mol")
+                if q.check("[substance]/[length]**3"):
+                    return float((q * grams).to(_pint_unit(target)).magnitude)
+                return float((q / grams).to(_pint_unit(target)).magnitude)
+            except pint.DimensionalityError:
+                pass
+        raise UnitError(f"unit {unit!r} cannot be converted to {target} (the unit of {quantity}).") from None
+
+
+def _pint_unit(unit: str) -> str:
+    # "1e6/mL" and "1e6" are counts in millions; pint reads a leading number as a scale factor.
+    return unit.replace("%", "percent")
