@@ -57,3 +57,30 @@ def test_patient_file_overrides_parameters(write_yaml):
 def test_bad_patient_files(write_yaml, text, fragment):
     with pytest.raises(SpecError, match=fragment):
         load_patient(write_yaml(text))
+
+
+def _baseline(phenotype: str):
+    from hpgsim.simulation import simulate
+
+    return simulate({"duration": "1 day"}, phenotype=phenotype).observables.iloc[0]
+
+
+def test_all_seven_design_phenotypes_exist():
+    from hpgsim.validation.studies import DESIGN_PHENOTYPES
+
+    assert set(phenotype_names()) == set(DESIGN_PHENOTYPES)
+
+
+@pytest.mark.parametrize(
+    ("phenotype", "check"),
+    [
+        ("subfertile", lambda b: 300 < b.total_testosterone < 800 and b.te_ratio >= 10 and b.sperm_concentration < 20),
+        ("subfertile_low_te", lambda b: b.te_ratio < 10 and b.sperm_concentration < 20),
+        ("obese_hypogonadism", lambda b: b.total_testosterone < 350 and b.lh < 6),
+        ("secondary_hypogonadism", lambda b: b.total_testosterone < 350 and b.lh <= 8),
+        ("primary_hypogonadism", lambda b: b.total_testosterone < 350 and b.lh > 10 and b.fsh > 12 and b.inhibin_b < 125),
+        ("hypogonadotropic_hypogonadism", lambda b: b.total_testosterone < 100 and b.lh < 1.5 and b.fsh < 2),
+    ],
+)
+def test_typical_man_of_each_phenotype_has_its_defining_labs(phenotype, check):
+    assert check(_baseline(phenotype))
