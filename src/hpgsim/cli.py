@@ -334,6 +334,63 @@ def phenotypes(
     _run(debug, run)
 
 
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Study files or folders (default: the packaged study set).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write one result per observation (SCHEMA.md).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Virtual men per arm.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Simulate published studies with virtual cohorts; write per-observation results and print the score."""
+
+    def run() -> None:
+        from hpgsim.validation.run import run_study
+        from hpgsim.validation.score import score_study, summarize
+        from hpgsim.validation.studies import load_studies, packaged_study_dir
+
+        if n < 2:
+            raise SpecError(f"--n {n}: a cohort needs at least 2 men (default 200).")
+        if json_out is not None and json_out.exists() and json_out.is_dir():
+            raise SpecError(f"--json {json_out}: is a directory; give a file path.")
+        studies = load_studies(list(paths) if paths else [packaged_study_dir()])
+        scored: list[dict[str, Any]] = []
+        for i, st in enumerate(studies):
+            err_console.print(f"[{i + 1}/{len(studies)}] {st.id}", highlight=False)
+            scored.extend(score_study(st, run_study(st, n=n, seed=seed, processes=processes)))
+        summary = summarize(scored)
+        t = Table(title=f"validation: {len(studies)} studies, {summary['observations']} observations, {n} men per arm")
+        for c in ("study", "arm", "quantity", "stat", "day", "observed", "simulated", "within"):
+            t.add_column(c)
+        for r in scored:
+            t.add_row(
+                r["study"],
+                r["arm"][:40],
+                r["quantity"],
+                r["stat"],
+                _fmt(r["day"]),
+                _fmt(r["observed"]),
+                _fmt(r["simulated"]),
+                "yes" if r["within"] else "NO",
+            )
+        Console(width=max(console.width, 150)).print(t)
+        console.print(
+            f"within: {summary['within']}/{summary['observations']}; directions right: "
+            f"{summary['directions_right']}/{summary['directions']}",
+            highlight=False,
+        )
+        if json_out is not None:
+            fields = ("study", "arm", "quantity", "unit", "day", "stat", "observed", "simulated", "simulated_ci95", "n_virtual")
+            payload = [{k: r[k] for k in fields} for r in scored]
+            tmp = json_out.with_name(f".{json_out.name}.tmp")
+            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, json_out)
+            console.print(f"wrote {json_out}")
+
+    _run(debug, run)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,164 @@
+"""Run study files against virtual cohorts and score them (SCHEMA.md, `hpgsim validate`).
+
+For each arm: draw men from the study's phenotype (age and BMI narrowed to the study's mean and SD),
+keep those passing the day-0 inclusion filters (rejection sampling on their steady state), simulate
+the arm's protocol for all of them, and compute every observation's statistic in its own unit through
+the observation model. Confidence intervals: bootstrap over virtual men.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpgsim.engine.steady import steady_state
+from hpgsim.errors import SpecError
+from hpgsim.observe import labs, stats
+from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
+from hpgsim.simulation import model_for, observe_states, simulate_population
+from hpgsim.units import to_canonical
+from hpgsim.validation.studies import Observation, Study
+
+BOOTSTRAP = 200
+
+
+def _per_unit(quantity: str, unit: str | None) -> float:
+    """Canonical value of one `unit` of `quantity` (all conversions used here are linear)."""
+    return 1.0 if unit is None else to_canonical(quantity, 1.0, unit)
+
+
+def draw_cohort(study: Study, arm_index: int, n: int, seed: int, max_draws: int = 50) -> list[Patient]:
+    """Men of the study's phenotype who pass its day-0 inclusion filters (rejection sampling).
+
+    Raises:
+        SpecError: fewer than `n` men pass after `max_draws` x n candidates (a nearly impossible filter).
+    """
+    pop = study.data.population
+    ph = get_phenotype(pop.phenotype)
+    spec = model_for(study.protocols[arm_index])
+    rng_seed = seed
+    kept: list[Patient] = []
+    tried = 0
+    while len(kept) < n:
+        batch = sample_patients(ph.name, n, seed=rng_seed)
+        rng_seed += 7919
+        rng = np.random.default_rng(rng_seed)
+        for man in batch:
+            tried += 1
+            params = dict(man.parameters)
+            if pop.age_years is not None:
+                params["age"] = float(max(18.0, rng.normal(pop.age_years.mean, pop.age_years.sd or 0.0)))
+            if pop.bmi_kg_m2 is not None:
+                params["bmi"] = float(max(16.0, rng.normal(pop.bmi_kg_m2.mean, pop.bmi_kg_m2.sd or 0.0)))
+            cand = replace(man, name=f"{study.id} arm {arm_index + 1} #{len(kept)}", parameters=params)
+            if _passes(cand, study, spec):
+                kept.append(cand)
+                if len(kept) == n:
+                    break
+        if tried >= max_draws * n and len(kept) < n:
+            raise SpecError(
+                f"{study.source}: only {len(kept)} of {tried} virtual {ph.name} men pass the inclusion filters; "
+                "the filters are nearly impossible for this phenotype. Check the filters or the phenotype."
+            )
+    return kept
+
+
+def _passes(man: Patient, study: Study, spec: Any) -> bool:
+    filters = study.data.population.inclusion
+    if not filters:
+        return True
+    p = man.vector(spec)
+    y0 = steady_state(spec, p, patient=man.name)
+    base = observe_states(spec, p, y0[None, :], np.array([0.0])).iloc[0]
+    for f in filters:
+        v = float(base[f.quantity]) / _per_unit(f.quantity, f.unit)
+        if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
+            return False
+    return True
+
+
+def _at(frames: list[pd.DataFrame], quantity: str, day: float) -> np.ndarray:
+    """Each man's underlying value at `day` (linear interpolation between output days)."""
+    return np.array([np.interp(day, f.index.to_numpy(), f[quantity].to_numpy()) for f in frames])
+
+
+def _statistic(obs: Observation, frames: list[pd.DataFrame], ages: np.ndarray, rng: np.random.Generator) -> float:
+    q, unit = obs.quantity, obs.unit
+    per = _per_unit(q, unit)
+    if obs.stat in ("mean", "median", "geometric_mean"):
+        assert obs.day is not None
+        vals = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages) / per
+        return stats.level(obs.stat, vals)
+    if obs.stat in ("percent_change", "fold_change"):
+        assert obs.day is not None
+        b = labs.observe(q, _at(frames, q, 0.0), rng, age_years=ages)
+        a = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages)
+        return stats.change(obs.stat, b, a)
+    if obs.stat in ("proportion_below", "proportion_above"):
+        assert obs.day is not None and obs.threshold is not None
+        vals = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages) / per
+        return stats.proportion(vals, obs.threshold, below=obs.stat.endswith("below"))
+    days = frames[0].index.to_numpy()
+    traj = np.stack([f[q].to_numpy() for f in frames]) / per
+    if obs.stat == "median_time_to":
+        below = obs.below is not None
+        thr = obs.below if below else obs.above
+        assert thr is not None and obs.from_day is not None
+        return stats.median_time_to(traj, days, thr, below, obs.from_day)
+    assert obs.threshold is not None and obs.from_day is not None and obs.day is not None
+    return stats.cumulative(traj, days, obs.threshold, obs.stat.endswith("below"), obs.from_day, obs.day)
+
+
+def _among(obs: Observation, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    a = obs.among
+    if a is None:
+        return frames
+    vals = _at(frames, a.quantity, a.day) / _per_unit(a.quantity, a.unit)
+    keep = np.ones(len(frames), dtype=bool)
+    if a.below is not None:
+        keep &= vals < a.below
+    if a.above is not None:
+        keep &= vals > a.above
+    return [f for f, k in zip(frames, keep, strict=True) if k]
+
+
+def run_study(study: Study, n: int = 200, seed: int = 0, processes: int = 2) -> list[dict[str, Any]]:
+    """Simulate every arm of a study and return one result row per observation, in file order."""
+    rows: list[dict[str, Any]] = []
+    for ai, arm in enumerate(study.data.arms):
+        men = draw_cohort(study, ai, n, seed + 1000 * ai)
+        results = simulate_population(study.protocols[ai], men, processes=processes)
+        frames = [r.observables for r in results]
+        ages = np.array([m.parameters["age"] for m in men])
+        for oi, obs in enumerate(arm.observations):
+            sub = _among(obs, frames)
+            sub_ages = ages[[i for i, f in enumerate(frames) if any(f is s for s in sub)]]
+            rng = np.random.default_rng([seed, ai, oi])
+            if not sub:
+                sim, ci = None, None
+            else:
+                sim = _statistic(obs, sub, sub_ages, rng)
+                boot = []
+                for _ in range(BOOTSTRAP):
+                    idx = rng.integers(0, len(sub), len(sub))
+                    boot.append(_statistic(obs, [sub[i] for i in idx], sub_ages[idx], rng))
+                finite = np.array([b for b in boot if np.isfinite(b)])
+                ci = [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite.size else None
+            rows.append(
+                {
+                    "study": study.id,
+                    "arm": arm.name,
+                    "quantity": obs.quantity,
+                    "unit": obs.unit,
+                    "day": obs.day,
+                    "stat": obs.stat,
+                    "observed": obs.value,
+                    "simulated": None if sim is None or not np.isfinite(sim) else float(sim),
+                    "simulated_ci95": ci,
+                    "n_virtual": len(sub),
+                }
+            )
+    return rows

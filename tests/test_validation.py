@@ -1,0 +1,142 @@
+"""Validation machinery: cohorts with inclusion filters, statistics per observation, scoring, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hpgsim.cli import app
+from hpgsim.errors import SpecError
+from hpgsim.validation.run import draw_cohort, run_study
+from hpgsim.validation.score import score_study, summarize
+from hpgsim.validation.studies import validate_study
+
+STUDY = {
+    "id": "Tiny2026",
+    "citation": "synthetic",
+    "evidence": "abstract",
+    "population": {
+        "description": "d",
+        "phenotype": "healthy",
+        "age_years": {"mean": 30, "sd": 3},
+        "inclusion": [{"quantity": "total_testosterone", "unit": "nmol/L", "max": 20}],
+    },
+    "arms": [
+        {
+            "name": "TE then stop",
+            "n": 20,
+            "protocol": {
+                "duration": "20 week",
+                "regimens": [{"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week", "stop": "8 week"}],
+            },
+            "observations": [
+                {"quantity": "total_testosterone", "unit": "nmol/L", "day": 0, "stat": "mean", "value": 15, "sd": 4},
+                {"quantity": "total_testosterone", "unit": "nmol/L", "day": 28, "stat": "mean", "value": 35, "sd": 10},
+                {"quantity": "lh", "unit": "IU/L", "day": 28, "stat": "fold_change", "value": 0.05},
+                {
+                    "quantity": "sperm_concentration",
+                    "unit": "1e6/mL",
+                    "stat": "median_time_to",
+                    "below": 10,
+                    "from_day": 0,
+                    "value": 50,
+                },
+                {
+                    "quantity": "sperm_concentration",
+                    "unit": "1e6/mL",
+                    "day": 56,
+                    "stat": "proportion_below",
+                    "threshold": 5,
+                    "value": 0.6,
+                },
+                {
+                    "quantity": "sperm_concentration",
+                    "unit": "1e6/mL",
+                    "day": 140,
+                    "stat": "mean",
+                    "value": 30,
+                    "among": {"quantity": "sperm_concentration", "unit": "1e6/mL", "day": 56, "below": 100},
+                },
+            ],
+        }
+    ],
+}
+
+
+def test_cohort_respects_inclusion_filters_and_is_seeded():
+    st = validate_study(STUDY, "tiny.yaml")
+    a = draw_cohort(st, 0, 6, seed=1)
+    b = draw_cohort(st, 0, 6, seed=1)
+    assert [m.parameters for m in a] == [m.parameters for m in b]
+    assert all(20 < m.parameters["age"] < 40 for m in a)
+
+
+def test_nearly_impossible_filter_is_a_clear_error():
+    raw = json.loads(json.dumps(STUDY))
+    raw["population"]["inclusion"] = [{"quantity": "total_testosterone", "unit": "ng/dL", "max": 50}]
+    with pytest.raises(SpecError, match="nearly impossible"):
+        draw_cohort(validate_study(raw, "tiny.yaml"), 0, 3, seed=0, max_draws=3)
+
+
+def test_run_and_score_a_study():
+    st = validate_study(STUDY, "tiny.yaml")
+    rows = run_study(st, n=8, seed=0, processes=1)
+    assert [r["stat"] for r in rows] == [o["stat"] for o in STUDY["arms"][0]["observations"]]
+    assert all(
+        set(r) >= {"study", "arm", "quantity", "unit", "day", "stat", "observed", "simulated", "simulated_ci95", "n_virtual"}
+        for r in rows
+    )
+    by = {(r["quantity"], r["stat"], r["day"]): r for r in rows}
+    t0 = by[("total_testosterone", "mean", 0)]["simulated"]
+    assert 10 < t0 < 20  # nmol/L, the observation's own unit
+    assert by[("total_testosterone", "mean", 28)]["simulated"] > 1.3 * t0  # trough, 7 days after a dose
+    assert by[("lh", "fold_change", 28)]["simulated"] < 0.2
+    assert 20 < by[("sperm_concentration", "median_time_to", None)]["simulated"] < 90
+    lo, hi = by[("total_testosterone", "mean", 0)]["simulated_ci95"]
+    assert lo <= t0 <= hi
+    scored = score_study(st, rows)
+    assert all(isinstance(r["within"], bool) for r in scored)
+    change_row = scored[1]
+    assert change_row["rule"] == "change" and change_row["direction_right"] is True
+    s = summarize(scored)
+    assert s["observations"] == 6 and s["directions"] >= 2
+
+
+def test_scoring_rules_on_known_numbers():
+    st = validate_study(STUDY, "tiny.yaml")
+    rows = [
+        {"simulated": 16.0},  # day-0 level: within 20% of 15
+        {"simulated": 26.0},  # change +10 vs observed +20 with SE hypot(10/sqrt20, 4/sqrt20)=2.4 -> tol max(4.7, 5, 0.75)=5 -> no
+        {"simulated": 0.14},  # fold 0.14 vs 0.05: tol max(0, 0.2375, 0.1) -> within
+        {"simulated": 66.0},  # median time 66 vs 50: > 30% -> no
+        {"simulated": 0.75},  # proportion: Wilson(0.6, 20) = 0.39-0.78, widened by 0.05 -> within
+        {"simulated": None},
+    ]
+    rows = [dict(r, study="Tiny2026", arm="TE then stop") for r in rows]
+    got = [r["within"] for r in score_study(st, rows)]
+    assert got == [True, False, True, False, True, False]
+
+
+def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
+    import yaml
+
+    good = tmp_path / "Tiny2026.yaml"
+    small = json.loads(json.dumps(STUDY))
+    small["arms"][0]["protocol"]["duration"] = "4 week"
+    small["arms"][0]["observations"] = small["arms"][0]["observations"][:3]
+    good.write_text(yaml.safe_dump(small))
+    out = tmp_path / "out.json"
+    runner = CliRunner()
+    res = runner.invoke(app, ["validate", str(good), "--json", str(out), "--n", "4", "--processes", "1"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert len(data) == 3 and data[0]["study"] == "Tiny2026" and data[0]["n_virtual"] == 4
+    bad = tmp_path / "Bad.yaml"
+    small["arms"][0]["observations"][0]["stat"] = "average"
+    bad.write_text(yaml.safe_dump(small))
+    out2 = tmp_path / "out2.json"
+    res = runner.invoke(app, ["validate", str(bad), "--json", str(out2), "--n", "4"])
+    assert res.exit_code == 2 and "observation 1" in " ".join(res.output.split())
+    assert not out2.exists()
