@@ -140,3 +140,13 @@ def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
     res = runner.invoke(app, ["validate", str(bad), "--json", str(out2), "--n", "4"])
     assert res.exit_code == 2 and "observation 1" in " ".join(res.output.split())
     assert not out2.exists()
+
+
+def test_output_resolution_follows_the_observation_days():
+    from hpgsim.validation.run import output_step_h
+    from hpgsim.validation.studies import load_study, packaged_study_dir
+
+    d = packaged_study_dir()
+    assert output_step_h(load_study(d / "IVLHRH_PK_men.yaml"), 0) == 1 / 60  # peak GnRH at 2 min
+    assert output_step_h(load_study(d / "hCG6000_Desensitization.yaml"), 0) == 0.25  # T at 4 h
+    assert output_step_h(load_study(d / "Leder2004.yaml"), 0) == 24.0

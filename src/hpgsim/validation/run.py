@@ -125,12 +125,23 @@ def _among(obs: Observation, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     return [f for f, k in zip(frames, keep, strict=True) if k]
 
 
+def output_step_h(study: Study, arm_index: int) -> float:
+    """Output spacing fine enough for the arm's observation days (minutes for bolus tests)."""
+    prot = study.protocols[arm_index]
+    days = [o.day for o in study.data.arms[arm_index].observations if o.day is not None]
+    if prot.duration_h <= 24.0:
+        return 1.0 / 60.0
+    if any(d < 7 and abs(d - round(d)) > 1e-9 for d in days):  # hours after a dose
+        return 0.25
+    return 24.0  # later days (e.g. 91.32 = 3 months) are interpolated between daily rows
+
+
 def run_study(study: Study, n: int = 200, seed: int = 0, processes: int = 2) -> list[dict[str, Any]]:
     """Simulate every arm of a study and return one result row per observation, in file order."""
     rows: list[dict[str, Any]] = []
     for ai, arm in enumerate(study.data.arms):
         men = draw_cohort(study, ai, n, seed + 1000 * ai)
-        results = simulate_population(study.protocols[ai], men, processes=processes)
+        results = simulate_population(study.protocols[ai], men, processes=processes, output_step_h=output_step_h(study, ai))
         frames = [r.observables for r in results]
         ages = np.array([m.parameters["age"] for m in men])
         for oi, obs in enumerate(arm.observations):
