@@ -150,3 +150,14 @@ def test_output_resolution_follows_the_observation_days():
     assert output_step_h(load_study(d / "IVLHRH_PK_men.yaml"), 0) == 1 / 60  # peak GnRH at 2 min
     assert output_step_h(load_study(d / "hCG6000_Desensitization.yaml"), 0) == 0.25  # T at 4 h
     assert output_step_h(load_study(d / "Leder2004.yaml"), 0) == 24.0
+
+
+def test_packaged_studies_run_through_the_whole_pipeline():
+    from hpgsim.validation.studies import load_study, packaged_study_dir
+
+    d = packaged_study_dir()
+    for name in ("Mauras2000.yaml", "Loves2013.yaml"):
+        st = load_study(d / name)
+        scored = score_study(st, run_study(st, n=5, seed=2, processes=1))
+        assert len(scored) == sum(len(a.observations) for a in st.data.arms)
+        assert all(r["simulated"] is not None and r["n_virtual"] == 5 for r in scored)
