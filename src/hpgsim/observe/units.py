@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hpgsim.units import NG_DL_PER_NMOL_L_TESTOSTERONE, PMOL_L_PER_PG_ML_ESTRADIOL, PMOL_L_PER_PG_ML_FREE_T
+from hpgsim.units import (
+    CANONICAL,
+    NG_DL_PER_NMOL_L_TESTOSTERONE,
+    PMOL_L_PER_PG_ML_ESTRADIOL,
+    PMOL_L_PER_PG_ML_FREE_T,
+    canonical_unit,
+)
 
-CANONICAL_UNITS: dict[str, str] = {
-    "total_testosterone": "ng/dL",
-    "free_testosterone": "pg/mL",
-    "bioavailable_testosterone": "ng/dL",
-    "estradiol": "pg/mL",
-    "lh": "IU/L",
-    "fsh": "IU/L",
-    "shbg": "nmol/L",
-    "inhibin_b": "pg/mL",
-    "te_ratio": "(ng/dL)/(pg/mL)",
-    "intratesticular_testosterone": "nmol/L",
-    "sperm_concentration": "1e6/mL",
-    "total_sperm_count": "1e6",
-    "progressive_motility": "%",
-    "total_motile_count": "1e6",
-    "semen_volume": "mL",
-}
+CANONICAL_UNITS: dict[str, str] = CANONICAL  # one table (hpgsim.units), read by reports, CLI and validation
 
 LABELS: dict[str, str] = {
     "total_testosterone": "Total T",
@@ -51,17 +41,10 @@ _SI = {
 
 
 def unit_of(name: str, system: str = "conventional") -> str:
-    """The output unit of a quantity (drug concentrations: from the model's observables)."""
+    """The output unit of a quantity in `system` ("conventional" = DESIGN.md section 2, or "si")."""
     if system == "si" and name in _SI:
         return _SI[name][0]
-    if name in CANONICAL_UNITS:
-        return CANONICAL_UNITS[name]
-    from hpgsim.model.spec import load_model
-
-    for o in load_model().observables:
-        if o.name == name:
-            return o.unit
-    return ""
+    return canonical_unit(name)
 
 
 def to_units(df: pd.DataFrame, system: str = "conventional") -> pd.DataFrame:
