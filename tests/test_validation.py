@@ -129,10 +129,13 @@ def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
     good.write_text(yaml.safe_dump(small))
     out = tmp_path / "out.json"
     runner = CliRunner()
-    res = runner.invoke(app, ["validate", str(good), "--json", str(out), "--n", "4", "--processes", "1"])
+    report = tmp_path / "report.html"
+    res = runner.invoke(app, ["validate", str(good), "--json", str(out), "--report", str(report), "--n", "4", "--processes", "1"])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert len(data) == 3 and data[0]["study"] == "Tiny2026" and data[0]["n_virtual"] == 4
+    page = report.read_text()
+    assert "Tiny2026" in page and "data:image/png;base64," in page and "Within:" in page
     bad = tmp_path / "Bad.yaml"
     small["arms"][0]["observations"][0]["stat"] = "average"
     bad.write_text(yaml.safe_dump(small))

@@ -338,6 +338,7 @@ def phenotypes(
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Study files or folders (default: the packaged study set).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write one result per observation (SCHEMA.md).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report (bands, points, scores).")] = None,
     n: Annotated[int, typer.Option("--n", help="Virtual men per arm.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
@@ -355,10 +356,15 @@ def validate(
         if json_out is not None and json_out.exists() and json_out.is_dir():
             raise SpecError(f"--json {json_out}: is a directory; give a file path.")
         studies = load_studies(list(paths) if paths else [packaged_study_dir()])
+        if report is not None and report.exists() and report.is_dir():
+            raise SpecError(f"--report {report}: is a directory; give a file path such as report.html.")
         scored: list[dict[str, Any]] = []
+        bands: dict[str, dict[Any, Any]] = {}
         for i, st in enumerate(studies):
             err_console.print(f"[{i + 1}/{len(studies)}] {st.id}", highlight=False)
-            scored.extend(score_study(st, run_study(st, n=n, seed=seed, processes=processes)))
+            bands[st.id] = {}
+            rows = run_study(st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None)
+            scored.extend(score_study(st, rows))
         summary = summarize(scored)
         t = Table(title=f"validation: {len(studies)} studies, {summary['observations']} observations, {n} men per arm")
         for c in ("study", "arm", "quantity", "stat", "day", "observed", "simulated", "within"):
@@ -387,6 +393,13 @@ def validate(
             tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
             os.replace(tmp, json_out)
             console.print(f"wrote {json_out}")
+        if report is not None:
+            from hpgsim.report.validation_report import write_report
+            from hpgsim.simulation import DISCLAIMER
+
+            title = f"hpgsim validation: {len(studies)} studies, {n} virtual men per arm, seed {seed}"
+            write_report(report, scored, bands, summary, title, DISCLAIMER)
+            console.print(f"wrote {report}")
 
     _run(debug, run)
 

@@ -136,14 +136,28 @@ def output_step_h(study: Study, arm_index: int) -> float:
     return 24.0  # later days (e.g. 91.32 = 3 months) are interpolated between daily rows
 
 
-def run_study(study: Study, n: int = 200, seed: int = 0, processes: int = 2) -> list[dict[str, Any]]:
-    """Simulate every arm of a study and return one result row per observation, in file order."""
+def run_study(
+    study: Study, n: int = 200, seed: int = 0, processes: int = 2, bands: dict[tuple[str, str, str], pd.DataFrame] | None = None
+) -> list[dict[str, Any]]:
+    """Simulate every arm of a study and return one result row per observation, in file order.
+
+    Args:
+        bands: if given, filled with the cohort's 5/25/50/75/95th percentiles over time, keyed by
+            (arm name, quantity, unit), for each quantity observed as a level (for the report).
+    """
     rows: list[dict[str, Any]] = []
     for ai, arm in enumerate(study.data.arms):
         men = draw_cohort(study, ai, n, seed + 1000 * ai)
         results = simulate_population(study.protocols[ai], men, processes=processes, output_step_h=output_step_h(study, ai))
         frames = [r.observables for r in results]
         ages = np.array([m.parameters["age"] for m in men])
+        if bands is not None:
+            for obs in arm.observations:
+                key = (arm.name, obs.quantity, obs.unit or "")
+                if obs.stat in ("mean", "median", "geometric_mean") and key not in bands:
+                    traj = np.stack([f[obs.quantity].to_numpy() for f in frames]) / _per_unit(obs.quantity, obs.unit)
+                    pct = np.percentile(traj, [5, 25, 50, 75, 95], axis=0).T
+                    bands[key] = pd.DataFrame(pct, index=frames[0].index, columns=["p5", "p25", "p50", "p75", "p95"])
         for oi, obs in enumerate(arm.observations):
             sub = _among(obs, frames)
             sub_ages = ages[[i for i, f in enumerate(frames) if any(f is s for s in sub)]]

@@ -39,6 +39,7 @@ def score_study(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]
             n = obs.n or arm.n
             sim = row["simulated"]
             res = dict(row)
+            res["observed_se"] = _se(obs, n) or None
             if sim is None:
                 res.update(within=False, direction_right=None, rule="no simulated value")
                 out.append(res)
