@@ -164,3 +164,15 @@ def test_packaged_studies_run_through_the_whole_pipeline():
         scored = score_study(st, run_study(st, n=5, seed=2, processes=1))
         assert len(scored) == sum(len(a.observations) for a in st.data.arms)
         assert all(r["simulated"] is not None and r["n_virtual"] == 5 for r in scored)
+
+
+@pytest.mark.slow
+def test_full_study_set_runs_and_directions_hold():
+    from hpgsim.validation.studies import load_studies, packaged_study_dir
+
+    scored = []
+    for st in load_studies([packaged_study_dir()]):
+        scored.extend(score_study(st, run_study(st, n=12, seed=0, processes=2)))
+    s = summarize(scored)
+    assert s["observations"] == 128
+    assert s["direction_fraction"] >= 0.9  # before calibration: 60/61 at n = 30 (docs/validation.md)
