@@ -5,6 +5,7 @@ This is the public entry for dynamics; the CLI and later layers call only these 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -224,7 +225,11 @@ def simulate_population(
     workers = min(processes, n, os.cpu_count() or 1)
     results: list[SimulationResult] = []
     chunk = max(1, n // (workers * 4))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Workers come from a fork server, never a fork of this process: this process may hold JAX's
+    # threads (the JAX engine), and forking a multithreaded process can deadlock.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hpgsim.simulation"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         for i, res in enumerate(pool.map(_simulate_one, jobs, chunksize=chunk)):
             results.append(res)
             if progress:
