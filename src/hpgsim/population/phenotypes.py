@@ -14,6 +14,7 @@ import yaml
 
 from hpgsim.errors import SpecError
 from hpgsim.model.spec import ModelSpec, load_model
+from hpgsim.yamlfile import read_yaml_file
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,7 @@ def load_patient(path: str | Path) -> Patient:
         SpecError: missing file, bad YAML, unknown or non-positive parameter.
     """
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{p}: patient file not found.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML ({exc}).") from exc
+    raw = read_yaml_file(p, "patient", SpecError)
     if not isinstance(raw, dict):
         raise SpecError(f"{p}: a patient file is a mapping with 'parameters' (and optional 'name', 'phenotype').")
     unknown = set(raw) - {"name", "phenotype", "parameters"}

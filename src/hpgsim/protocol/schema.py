@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pint
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hpgsim.errors import ProtocolError, UnitError
 from hpgsim.model.spec import ModelSpec, load_model
 from hpgsim.units import parse_quantity
+from hpgsim.yamlfile import read_yaml_file
 
 MAX_DURATION_H = 20 * 365.25 * 24
 MIN_INTERVAL_H = 1.0 / 60.0
@@ -235,20 +235,8 @@ def load_protocol(path: str | Path, spec: ModelSpec | None = None) -> Protocol:
     Raises:
         ProtocolError: the file is missing, is not valid YAML, or fails validation.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ProtocolError(f"{p}: protocol file not found. Check the path (it is relative to the current directory).")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ProtocolError(
-            f"{p}: not valid YAML{line} ({getattr(exc, 'problem', exc)}). Check indentation and that lists use '- '."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{p}: not a text file ({exc}).") from exc
-    return validate_protocol(raw, source=str(p), spec=spec)
+    raw = read_yaml_file(path, "protocol", ProtocolError)
+    return validate_protocol(raw, source=str(path), spec=spec)
 
 
 def dose_flags(protocol: Protocol, spec: ModelSpec | None = None) -> list[str]:

@@ -13,12 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from hpgsim.errors import HpgsimError, SpecError, UnitError
 from hpgsim.protocol.schema import Protocol, validate_protocol
 from hpgsim.units import to_canonical
+from hpgsim.yamlfile import read_yaml_file
 
 # The phenotype names fixed by DESIGN.md section 4 (a study may name one not yet implemented).
 DESIGN_PHENOTYPES = [
@@ -199,14 +199,7 @@ def validate_study(raw: Any, source: str) -> Study:
 
 def load_study(path: str | Path) -> Study:
     """Read and validate a study YAML file."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{p}: study file not found.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML ({exc}).") from exc
-    return validate_study(raw, str(p))
+    return validate_study(read_yaml_file(path, "study", SpecError), str(path))
 
 
 def load_studies(paths: list[str | Path]) -> list[Study]:
