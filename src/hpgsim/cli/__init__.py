@@ -404,6 +404,15 @@ def validate(
     _run(debug, run)
 
 
+# Commands defined in their own modules (hpgsim/cli/<name>.py, each decorating with @app.command()
+# or adding a sub-app). One import line per module, here, after `app` and `_run` exist.
+# fmt: off
+# isort: off
+# (register below)
+# isort: on
+# fmt: on
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

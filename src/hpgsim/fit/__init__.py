@@ -1,0 +1,1 @@
+"""hpgsim.fit (issue 4/5): see docs/."""

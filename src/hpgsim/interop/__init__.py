@@ -1,0 +1,1 @@
+"""hpgsim.interop (issue 4/5): see docs/."""

@@ -1,0 +1,1 @@
+"""hpgsim.sensitivity (issue 4/5): see docs/."""

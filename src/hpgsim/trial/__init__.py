@@ -1,0 +1,1 @@
+"""hpgsim.trial (issue 4/5): see docs/."""
