@@ -158,3 +158,14 @@ def test_output_folder_that_is_a_file(tmp_path: Path, men):
     f.write_text("")
     with pytest.raises(dist.HpgsimError, match="not a folder"):
         run_population(PROTOCOL, men[:2], out_dir=f)
+
+
+def test_validate_rejects_a_bad_scheduler_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from hpgsim.cli import app
+
+    out = tmp_path / "v.json"
+    res = CliRunner().invoke(app, ["validate", "--scheduler", "procs:2", "--json", str(out)])
+    assert res.exit_code == 2 and "processes:N" in " ".join(res.output.split())
+    assert not out.exists()

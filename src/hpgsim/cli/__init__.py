@@ -342,17 +342,22 @@ def validate(
     n: Annotated[int, typer.Option("--n", help="Virtual men per arm.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    scheduler: Annotated[
+        str, typer.Option(help="'local' (--processes workers), 'processes:N' (Dask LocalCluster) or 'tcp://host:port' (Dask).")
+    ] = "local",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Simulate published studies with virtual cohorts; write per-observation results and print the score."""
 
     def run() -> None:
+        from hpgsim.distributed import parse_scheduler
         from hpgsim.validation.run import run_study
         from hpgsim.validation.score import score_study, summarize
         from hpgsim.validation.studies import load_studies, packaged_study_dir
 
         if n < 2:
             raise SpecError(f"--n {n}: a cohort needs at least 2 men (default 200).")
+        parse_scheduler(scheduler)  # a bad --scheduler fails before any work
         if json_out is not None and json_out.exists() and json_out.is_dir():
             raise SpecError(f"--json {json_out}: is a directory; give a file path.")
         studies = load_studies(list(paths) if paths else [packaged_study_dir()])
@@ -363,7 +368,7 @@ def validate(
         for i, st in enumerate(studies):
             err_console.print(f"[{i + 1}/{len(studies)}] {st.id}", highlight=False)
             bands[st.id] = {}
-            rows = run_study(st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None)
+            rows = run_study(st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None, scheduler=scheduler)
             scored.extend(score_study(st, rows))
         summary = summarize(scored)
         t = Table(title=f"validation: {len(studies)} studies, {summary['observations']} observations, {n} men per arm")

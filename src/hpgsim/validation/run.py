@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpgsim.distributed import run_population
 from hpgsim.engine.steady import steady_state
 from hpgsim.errors import SpecError
 from hpgsim.observe import labs, stats
 from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
-from hpgsim.simulation import model_for, observe_states, simulate_population
+from hpgsim.simulation import model_for, observe_states
 from hpgsim.units import to_canonical
 from hpgsim.validation.studies import Observation, Study
 
@@ -137,18 +138,27 @@ def output_step_h(study: Study, arm_index: int) -> float:
 
 
 def run_study(
-    study: Study, n: int = 200, seed: int = 0, processes: int = 2, bands: dict[tuple[str, str, str], pd.DataFrame] | None = None
+    study: Study,
+    n: int = 200,
+    seed: int = 0,
+    processes: int = 2,
+    bands: dict[tuple[str, str, str], pd.DataFrame] | None = None,
+    scheduler: str = "local",
 ) -> list[dict[str, Any]]:
     """Simulate every arm of a study and return one result row per observation, in file order.
 
     Args:
         bands: if given, filled with the cohort's 5/25/50/75/95th percentiles over time, keyed by
             (arm name, quantity, unit), for each quantity observed as a level (for the report).
+        scheduler: "local" (`processes` worker processes), "processes:N" or "tcp://host:port" (Dask; see
+            hpgsim.distributed.run_population).
     """
     rows: list[dict[str, Any]] = []
     for ai, arm in enumerate(study.data.arms):
         men = draw_cohort(study, ai, n, seed + 1000 * ai)
-        results = simulate_population(study.protocols[ai], men, processes=processes, output_step_h=output_step_h(study, ai))
+        results = run_population(
+            study.protocols[ai], men, scheduler=scheduler, processes=processes, output_step_h=output_step_h(study, ai)
+        )
         frames = [r.observables for r in results]
         ages = np.array([m.parameters["age"] for m in men])
         if bands is not None:
