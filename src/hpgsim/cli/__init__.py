@@ -414,6 +414,7 @@ def validate(
 # fmt: off
 # isort: off
 # (register below)
+from hpgsim.cli import export as _export  # noqa: E402,F401
 # isort: on
 # fmt: on
 
