@@ -113,14 +113,17 @@ def test_low_dose_hcg_keeps_itt_near_baseline_on_te():
 
 def test_gonadorelin_pump_restores_t_then_sperm_in_gnrh_deficiency():
     df = _run(
-        [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}], "26 week", "hypogonadotropic_hypogonadism"
+        [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}], "78 week", "hypogonadotropic_hypogonadism"
     )
     assert df.total_testosterone.iloc[0] < 150 and df.lh.iloc[0] < 1.5  # untreated: low T, low LH
-    assert df.sperm_concentration.iloc[0] < 1.0
+    assert df.sperm_concentration.iloc[0] < 0.01  # never-stimulated testes: azoospermic
     normal_day = float(df.index[np.argmax(df.total_testosterone.to_numpy() > 300)])
     assert normal_day <= 56  # T normal within 8 weeks (the model gets there in about one: see docs/model.md)
-    assert df.sperm_concentration.loc[56] < 0.5 * df.sperm_concentration.loc[182]  # sperm lag by months
-    assert df.sperm_concentration.loc[182] > 15
+    # sperm lag T by months: the epithelium must mature first (first sperm at a median 5 months,
+    # 5 M/mL at 14 months in treated GnRH-deficient men, ConcordCohort_GonadotropinTherapy)
+    assert df.sperm_concentration.loc[56] < 0.01
+    assert df.sperm_concentration.loc[182] < 2.0
+    assert df.sperm_concentration.loc[546] > 5.0
 
 
 def test_continuous_gnrh_flares_then_desensitises():

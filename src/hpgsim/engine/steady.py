@@ -28,6 +28,8 @@ _START = {
     "estradiol_serum": 95.0,
     "shbg_serum": 33.0,
     "inhibin_b_serum": 170.0,
+    "testis_maturation": 0.9,
+    "gnrh_priming": 0.127,
 }
 
 
