@@ -18,6 +18,9 @@ from hpgsim.interop.sbmlmath import UnitInference, UnitMismatch, parse, pint_uni
 from hpgsim.population.phenotypes import typical_patient
 from hpgsim.simulation import as_protocol, model_for, observe_states, solve_states
 
+# petab 0.8 uses pandas features that pandas deprecates (Pandas4Warning) when it reads and lints tables
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+
 PROTOCOLS = {
     "anastrozole_daily": {"duration": "5 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}]},
     "te_weekly_hcg": {
@@ -195,3 +198,126 @@ def test_cli_export_sbml_bad_input_exits_2_and_writes_nothing(tmp_path):
     r = runner.invoke(app, ["export", "sbml", "-o", str(tmp_path / "no" / "model.xml")])
     assert r.exit_code == 2 and "does not exist" in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- PEtab -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def petab_dir(tmp_path_factory):
+    from hpgsim.interop.petab import write_petab
+
+    out = tmp_path_factory.mktemp("petab")
+    summary = write_petab(out)
+    return out, summary
+
+
+def test_petab_problem_loads_and_passes_the_linter(petab_dir):
+    import petab.v1 as petab
+
+    out, summary = petab_dir
+    assert summary["lint_ok"]
+    problem = petab.Problem.from_yaml(str(out / "problem.yaml"))
+    assert not petab.lint_problem(problem)
+    assert {"model.xml", "conditions.tsv", "measurements.tsv", "observables.tsv", "parameters.tsv", "README.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    # every arm of the packaged studies is a condition with its untreated pre-equilibration condition
+    from hpgsim.validation.studies import load_studies, packaged_study_dir
+
+    studies = load_studies([packaged_study_dir()])
+    n_arms = sum(len(s.data.arms) for s in studies)
+    n_obs = sum(len(a.observations) for s in studies for a in s.data.arms)
+    cond = problem.condition_df
+    assert len(cond) == 2 * n_arms
+    # every published observation is either a measurement or listed as skipped (with its reason)
+    assert summary["measurements"] + summary["skipped"] == n_obs
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert f"## Skipped observations ({summary['skipped']})" in readme
+    meas = problem.measurement_df
+    assert (meas["noiseParameters"].astype(float) > 0).all()
+    assert set(meas["preequilibrationConditionId"]) <= set(cond.index)
+    # the model carries the dose trains and passes libsbml's unit checks
+    assert check_sbml((out / "model.xml").read_text(encoding="utf-8")) == []
+
+
+def test_petab_parameters_estimate_the_provisional_ones_with_lognormal_priors(petab_dir):
+    import math
+
+    import petab.v1 as petab
+
+    out, _ = petab_dir
+    par = petab.Problem.from_yaml(str(out / "problem.yaml")).parameter_df
+    from hpgsim.model.spec import load_model
+
+    spec = load_model()
+    for pid, row in par.iterrows():
+        base = str(pid).split("__")[0]
+        src = spec.parameters[base].source.lower()
+        calibratable = "provisional" in src or src.startswith("calibrated")
+        assert bool(row["estimate"]) == (calibratable and row["nominalValue"] > 0), pid
+        if row["estimate"]:
+            assert row["objectivePriorType"] == "logNormal"
+            mu, sigma = (float(x) for x in row["objectivePriorParameters"].split(";"))
+            assert mu == pytest.approx(math.log(row["nominalValue"]))
+            assert sigma > 0
+            assert row["lowerBound"] < row["nominalValue"] < row["upperBound"]
+    # phenotype-specific parameters: the hypogonadotropic man's GnRH capacity is his own parameter
+    assert par.loc["gnrh_capacity__hypogonadotropic_hypogonadism", "nominalValue"] < 0.1
+
+
+def test_petab_condition_reproduces_hpgsim_for_a_study_arm(petab_dir):
+    """Coviello 2005, TE 200 mg weekly + hCG 500 IU every other day: the condition's dose trains and the
+    recorded day-0 value give the same ITT percent change as hpgsim (RoadRunner on the PEtab model)."""
+    import petab.v1 as petab
+    import roadrunner
+
+    from hpgsim.model.spec import load_model
+    from hpgsim.population.phenotypes import Patient
+    from hpgsim.simulation import simulate
+    from hpgsim.validation.studies import load_studies, packaged_study_dir
+
+    out, _ = petab_dir
+    problem = petab.Problem.from_yaml(str(out / "problem.yaml"))
+    cid = "c_Coviello2005_4"
+    cond = problem.condition_df.loc[cid].drop("conditionName")
+    nominal = problem.parameter_df["nominalValue"]
+    values = {k: float(nominal[v]) if isinstance(v, str) else float(v) for k, v in cond.items()}
+    spec = load_model()
+    man = Patient("arm man", {k: values.get(k, p.value) for k, p in spec.parameters.items()}, "healthy")
+    y0 = steady_state(spec, man.vector(spec))
+    # apply the condition and the pre-equilibrated state to the model itself (as a PEtab tool does before
+    # the simulation starts, so that the dose events at time 0 see their triggers become true)
+    import libsbml
+
+    doc = libsbml.readSBMLFromString((out / "model.xml").read_text(encoding="utf-8"))
+    model = doc.getModel()
+    for k, v in [*values.items(), *zip(spec.state_names, y0, strict=True)]:
+        model.getParameter(k).setValue(float(v))
+    rr = roadrunner.RoadRunner(libsbml.writeSBMLToString(doc))
+    rr.integrator.relative_tolerance = 1e-10
+    rr.integrator.absolute_tolerance = 1e-12
+    rr.selections = ["time", "intratesticular_testosterone", "intratesticular_testosterone_day0"]
+    res = rr.simulate(0.0, 21 * 24.0, 2)
+    itt_end, itt_day0 = float(res[-1, 1]), float(res[-1, 2])
+    study = next(s for s in load_studies([packaged_study_dir()]) if s.data.id == "Coviello2005")
+    ref = simulate(study.protocols[3], patient=man, rtol=1e-10).observables["intratesticular_testosterone"]
+    assert itt_day0 == pytest.approx(float(ref.iloc[0]), rel=1e-6)
+    assert itt_end == pytest.approx(float(ref.loc[21.0]), rel=1e-4)
+    meas = problem.measurement_df
+    row = meas[(meas.simulationConditionId == cid) & (meas.observableId == "obs_intratesticular_testosterone_percent_change")]
+    assert len(row) == 1 and float(row["time"].iloc[0]) == 21 * 24.0
+
+
+def test_cli_export_petab_one_study_and_bad_input(tmp_path):
+    from hpgsim.cli import app
+    from hpgsim.validation.studies import packaged_study_dir
+
+    out = tmp_path / "pe"
+    r = runner.invoke(app, ["export", "petab", str(packaged_study_dir() / "Leder2004.yaml"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "petab lint: passed" in r.output and (out / "problem.yaml").is_file()
+    r = runner.invoke(app, ["export", "petab", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "pe2")])
+    assert r.exit_code == 2, r.output
+    assert not (tmp_path / "pe2").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["pe"]  # no temporary directory left behind

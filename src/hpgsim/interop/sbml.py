@@ -197,6 +197,7 @@ def build_portable_sbml(
     *,
     description: list[str] | None = None,
     observables: bool = True,
+    baselines: tuple[str, ...] = (),
 ) -> str:
     """The portable SBML document for `spec` (see the module docstring).
 
@@ -207,6 +208,8 @@ def build_portable_sbml(
         trains: dose trains (each becomes parameters and one event).
         description: lines for the model's notes.
         observables: also define the canonical observables as assignment rules.
+        baselines: quantities whose day-0 value is recorded in ``<name>_day0`` by an event at time 0
+            (while ``record_baseline`` > 0.5), for fold and percent changes (PEtab observables).
 
     Raises:
         SpecError: an expression's units cannot be made consistent (a units error in the model files).
@@ -232,6 +235,9 @@ def build_portable_sbml(
     extra_obs = [o for o in spec.observables if o.name not in names] if observables else []
     for o in extra_obs:
         names[o.name] = pint_unit(o.unit)
+    names["record_baseline"] = ureg.dimensionless
+    for q in baselines:
+        names[f"{q}_day0"] = names[q]
     for tr in trains:
         names[f"{tr.slot}_amount"] = pint_unit(tr.dose_unit)
         for key in ("start", "interval"):
@@ -297,6 +303,8 @@ def build_portable_sbml(
         _ok(rule.setMath(math(spec.rates[s.name], names[s.name] / hour, f"rate of {s.name}")), s.name)
     for tr in trains:
         _add_train(model, tr, parameter, math, names)
+    if baselines:
+        _add_baselines(model, baselines, parameter, math, names)
     doc.checkInternalConsistency()
     return libsbml.writeSBMLToString(doc)
 
@@ -331,6 +339,24 @@ def _add_train(model: libsbml.Model, tr: DoseTrain, parameter: Any, math: Any, n
             + ", ".join(f"{st} += amount x {pu:g} x bioavailability {b:g}" for st, pu, b in tr.targets)
         ],
     )
+
+
+def _add_baselines(model: libsbml.Model, quantities: tuple[str, ...], parameter: Any, math: Any, names: dict[str, PUnit]) -> None:
+    parameter("record_baseline", 1.0, True, names["record_baseline"], ["1: record day-0 values at time 0; 0: do not"])
+    for q in quantities:
+        parameter(f"{q}_day0", 0.0, False, names[q], [f"value of {q} at time 0, before any dose (set by baseline_event)"])
+    ev = model.createEvent()
+    ev.setId("baseline_event")
+    ev.setName("record day-0 values")
+    ev.setUseValuesFromTriggerTime(True)  # the values before any dose event at time 0 executes
+    trig = ev.createTrigger()
+    trig.setPersistent(True)
+    trig.setInitialValue(False)
+    _ok(trig.setMath(math("time >= 0 and record_baseline > 0.5", None, "baseline trigger")), "baseline")
+    for q in quantities:
+        ea = ev.createEventAssignment()
+        ea.setVariable(f"{q}_day0")
+        _ok(ea.setMath(math(q, names[q], f"baseline of {q}")), q)
 
 
 def check_sbml(text: str, units: bool = True) -> list[tuple[str, int, str]]:
