@@ -9,7 +9,9 @@ from hpgsim.errors import FitError, HpgsimError, ProtocolError, SimulationError,
 from hpgsim.model.spec import ModelSpec, load_model
 from hpgsim.population.phenotypes import Patient, get_phenotype, phenotype_names, sample_patients, typical_patient
 from hpgsim.protocol.schema import Protocol, load_protocol, validate_protocol
+from hpgsim.sensitivity import sensitivity
 from hpgsim.simulation import DISCLAIMER, SimulationResult, simulate, simulate_population
+from hpgsim.trial import trial
 
 __version__ = "0.1.0"
 
@@ -31,8 +33,10 @@ __all__ = [
     "load_protocol",
     "phenotype_names",
     "sample_patients",
+    "sensitivity",
     "simulate",
     "simulate_population",
+    "trial",
     "typical_patient",
     "validate_protocol",
 ]

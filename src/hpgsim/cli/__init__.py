@@ -415,6 +415,8 @@ def validate(
 # isort: off
 # (register below)
 from hpgsim.cli import export as _export  # noqa: E402,F401
+from hpgsim.cli import trial as _trial  # noqa: E402,F401
+from hpgsim.cli import sensitivity as _sensitivity  # noqa: E402,F401
 # isort: on
 # fmt: on
 
