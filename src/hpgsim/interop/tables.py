@@ -51,7 +51,9 @@ def _check_same_grid(results: list[SimulationResult]) -> None:
 
 def provenance(results: SimulationResult | Sequence[SimulationResult]) -> dict[str, Any]:
     """What the results came from: hpgsim version, model digest(s), engine, protocol, disclaimer."""
-    from hpgsim import __version__
+    from importlib.metadata import version
+
+    __version__ = version("hpgsim")  # not `from hpgsim import`: that would import the top layer (trial, sensitivity)
 
     rs = _as_list(results)
     digests = sorted({r.model_digest for r in rs})

@@ -25,6 +25,7 @@ import pandas as pd
 
 from hpgsim.errors import SpecError
 from hpgsim.observe.units import LABELS, unit_of
+from hpgsim.simulation import E2_LOW_PG_ML
 
 if TYPE_CHECKING:
     from hpgsim.trial.run import TrialResult
@@ -66,6 +67,9 @@ def write_outputs(res: TrialResult, out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         parent = out.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # an ordinary folder once renamed (mkdtemp makes it private)
     try:
         res.endpoints.to_csv(tmp / "endpoints.csv", index=False, float_format="%.6g")
         res.responders.to_csv(tmp / "responders.csv", index=False, float_format="%.6g")
@@ -113,6 +117,9 @@ def fan_chart(res: TrialResult) -> bytes:
             ax.fill_between(d["day"], d["p5"], d["p95"], color=c, alpha=0.12, lw=0)
             ax.fill_between(d["day"], d["p25"], d["p75"], color=c, alpha=0.25, lw=0)
             ax.plot(d["day"], d["p50"], color=c, lw=1.6, label=arm)
+        if q == "estradiol":
+            ax.axhline(E2_LOW_PG_ML, color="firebrick", ls="--", lw=1)
+            ax.text(0, E2_LOW_PG_ML, f" over-suppression (< {E2_LOW_PG_ML:g} pg/mL)", color="firebrick", fontsize=7, va="bottom")
         ax.set_title(f"{LABELS.get(q, q)} [{unit_of(q)}]", fontsize=10)
         ax.set_xlabel("day")
         ax.grid(alpha=0.3)

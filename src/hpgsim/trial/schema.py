@@ -279,7 +279,7 @@ def _format_pydantic(exc: ValidationError, source: str, raw: dict[str, Any]) -> 
     for err in exc.errors():
         loc = _fmt_loc(tuple(x for x in err["loc"] if x not in ("str", "dict[str,float]", "dict[str,any]")), raw)
         if err["type"] == "extra_forbidden":
-            msgs.append(f"unknown key '{loc}' (value {err.get('input')!r}); remove it or check its spelling (docs/trials.md)")
+            msgs.append(f"unknown key '{loc}' (value {err.get('input')!r}); remove it or check its spelling")
         elif err["type"] == "missing":
             msgs.append(f"missing required key '{loc}'")
         else:
