@@ -181,6 +181,12 @@ def _table(df: pd.DataFrame, cols: list[tuple[str, str]]) -> str:
                 cells.append(_ci(row["diff_ci_low"], row["diff_ci_high"]))
             elif key == "rate_pct":
                 cells.append(_f(100 * row["rate"]) + "%")
+            elif key == "ci_pct":
+                cells.append(_ci(100 * row["ci_low"], 100 * row["ci_high"]) + "%")
+            elif key == "diff_pct":
+                cells.append(_f(100 * row["diff_vs_control"]) + " pts" if np.isfinite(row["diff_vs_control"]) else "-")
+            elif key == "diff_ci_pct":
+                cells.append(_ci(100 * row["diff_ci_low"], 100 * row["diff_ci_high"]))
             else:
                 cells.append(_f(row[key]))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -251,9 +257,9 @@ def render_html(res: TrialResult, fan: bytes, bars: bytes) -> str:
             ("n", "n"),
             ("responders", "responders"),
             ("rate_pct", "rate"),
-            ("ci", "95% CI"),
-            ("diff_vs_control", "vs control"),
-            ("diff_ci", "95% CI"),
+            ("ci_pct", "95% CI (Wilson)"),
+            ("diff_pct", "vs control"),
+            ("diff_ci_pct", "95% CI (Newcombe)"),
         ]
         parts.append(_table(res.responders, cols))
         parts.append(

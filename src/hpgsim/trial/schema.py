@@ -390,14 +390,8 @@ def validate_trial(raw: Any, source: str = "trial", base_dir: str | Path | None 
         unit, per = _per_unit(f.quantity, f.unit, where)
         lo = None if f.min is None else f.min * per
         hi = None if f.max is None else f.max * per
-        text = " and ".join(
-            x
-            for x in (
-                f"{f.quantity} >= {f.min:g} {unit}" if f.min is not None else "",
-                f"<= {f.max:g} {unit}" if f.max is not None else "",
-            )
-            if x
-        )
+        bounds = [f"{op} {v:g}" for op, v in ((">=", f.min), ("<=", f.max)) if v is not None]
+        text = f"{f.quantity} {' and '.join(bounds)} {unit}"
         filters.append(Filter(f.quantity, lo, hi, text))
 
     # arms
