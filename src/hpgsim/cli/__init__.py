@@ -414,6 +414,7 @@ def validate(
 # fmt: off
 # isort: off
 # (register below)
+from hpgsim.cli import calibrate as _calibrate  # noqa: E402,F401
 from hpgsim.cli import export as _export  # noqa: E402,F401
 from hpgsim.cli import trial as _trial  # noqa: E402,F401
 from hpgsim.cli import sensitivity as _sensitivity  # noqa: E402,F401

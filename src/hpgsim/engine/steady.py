@@ -30,6 +30,8 @@ _START = {
     "inhibin_b_serum": 170.0,
     "testis_maturation": 0.9,
     "gnrh_priming": 0.127,
+    "leydig_induction": 0.4,
+    "leydig_receptor": 0.9,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -133,6 +133,24 @@ class ModelSpec:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
 
 
+def _apply_calibration(params: dict[str, Parameter], complete: bool) -> None:
+    """Overlay data/model/calibrated.yaml (if present): value and provenance of each fitted parameter."""
+    f = resources.files("hpgsim.data.model").joinpath("calibrated.yaml")
+    if not f.is_file():
+        return
+    cal = _read_yaml("hpgsim.data.model", "calibrated.yaml") or {}
+    against = ", ".join(cal.get("against", []))
+    for name, d in (cal.get("values") or {}).items():
+        if name not in params:
+            if complete:
+                raise SpecError(f"calibrated.yaml: {name!r} is not a model parameter; rerun `make calibrate`.")
+            continue  # a drug parameter of a drug left out of this model
+        old = params[name]
+        params[name] = replace(
+            old, value=float(d["value"]), source=f"calibrated: against {against} (prior {old.value:g}: {old.source})"
+        )
+
+
 @lru_cache(maxsize=64)
 def _read_yaml(package: str, name: str) -> Any:
     text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
@@ -221,12 +239,14 @@ def drug_dependencies(drugs: frozenset[str]) -> frozenset[str]:
 
 
 @lru_cache(maxsize=32)
-def load_model(include: frozenset[str] | None = None) -> ModelSpec:
+def load_model(include: frozenset[str] | None = None, calibrated: bool = True) -> ModelSpec:
     """Load and validate the packaged model (physiology + drug files).
 
     Args:
         include: include only these drugs' compartments (and those they dose into); None = every drug.
             A smaller model integrates faster; the physiology is identical.
+        calibrated: apply the fitted values of data/model/calibrated.yaml (written by `hpgsim
+            calibrate`) over the data files' values; False gives the uncalibrated priors.
 
     Returns:
         The assembled ModelSpec.
@@ -266,6 +286,8 @@ def load_model(include: frozenset[str] | None = None) -> ModelSpec:
             if channel not in channel_terms:
                 raise SpecError(f"{fname}: unknown effect channel {channel!r}; known: {sorted(channel_terms)}")
             channel_terms[channel].append(f"({term})")
+    if calibrated:
+        _apply_calibration(params, complete=include is None)
 
     channels: list[Expression] = []
     for cname, cdef in phys["channels"].items():

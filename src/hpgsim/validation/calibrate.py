@@ -1,0 +1,289 @@
+"""Calibration of the free model parameters against the packaged study set (`hpgsim calibrate`).
+
+The free parameters, their priors and bounds are data (``data/model/calibration.yaml``); the fitted
+values are written to ``data/model/calibrated.yaml``, which :func:`hpgsim.model.spec.load_model`
+applies over physiology.yaml with the source "calibrated: against <study ids>".
+
+Objective (documented in docs/calibration.md): for every study arm, the phenotype's typical man
+(age and BMI at the arm's means) is simulated under the arm's protocol, and every observation that a
+single trajectory can express (levels, changes from baseline, percent and fold changes, median
+times) contributes a residual scaled by the tolerance of the validation score::
+
+    r = (simulated - observed) / tol,   tol = max(1.96 x SE, relative floor)   (score.py's rules)
+
+so that |r| <= 1 means "within". Proportions need a cohort and are left to validation. Residuals go
+through a soft-L1 loss (a structural miss cannot dominate the fit), and each free parameter adds a
+log-normal prior residual log(theta / theta_prior) / sd_log. Parameters are fitted on the log scale
+with bounds (scipy ``least_squares``, trust-region reflective, finite-difference Jacobian).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hpgsim.errors import SimulationError, SpecError
+from hpgsim.model.spec import load_model
+from hpgsim.population.phenotypes import Patient, typical_patient
+from hpgsim.simulation import simulate
+from hpgsim.validation.run import _per_unit, output_step_h
+from hpgsim.validation.score import LEVELS, _se
+from hpgsim.validation.studies import Study
+
+CALIBRATED_FILE = "calibrated.yaml"
+CALIBRATABLE = ("mean", "median", "geometric_mean", "percent_change", "fold_change", "median_time_to")
+RESIDUAL_CAP = 10.0  # a failed simulation counts as this many tolerances off
+
+
+@dataclass(frozen=True)
+class FreeParameter:
+    name: str
+    prior: float  # prior median (the uncalibrated value)
+    sd_log: float  # prior standard deviation of log(theta)
+    lower: float
+    upper: float
+    why: str
+
+
+def load_calibration_config() -> list[FreeParameter]:
+    """The free parameters of the calibration (data/model/calibration.yaml) with their priors and bounds."""
+    text = resources.files("hpgsim.data.model").joinpath("calibration.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    spec = load_model(None, calibrated=False)
+    out = []
+    for name, d in (raw.get("free") or {}).items():
+        if name not in spec.parameters:
+            raise SpecError(f"calibration.yaml: free parameter {name!r} is not a model parameter.")
+        prior = float(spec.parameters[name].value)
+        lo, hi = (float(x) for x in d["bounds"])
+        if not (0 < lo < prior < hi):
+            raise SpecError(f"calibration.yaml: {name}: bounds {lo}..{hi} must bracket the prior value {prior} and be > 0.")
+        out.append(FreeParameter(name, prior, float(d["sd_log"]), lo, hi, str(d.get("why", ""))))
+    return out
+
+
+def _arm_man(study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float]) -> Patient:
+    pop = study.data.population
+    man = typical_patient(pop.phenotype)
+    params = dict(man.parameters)
+    for k, v in theta.items():  # scale, so that phenotype factors on a free parameter are kept
+        params[k] = params[k] * v / prior[k]
+    if pop.age_years is not None:
+        params["age"] = float(pop.age_years.mean)
+    if pop.bmi_kg_m2 is not None:
+        params["bmi"] = float(pop.bmi_kg_m2.mean)
+    return replace(man, name=f"{study.id} arm {arm_index + 1} (typical man)", parameters=params)
+
+
+def _single_stat(obs: Any, frame: Any) -> float | None:
+    q = obs.quantity
+    days = frame.index.to_numpy()
+    v = frame[q].to_numpy() / _per_unit(q, obs.unit)
+    if obs.stat in LEVELS:
+        return float(np.interp(obs.day, days, v))
+    if obs.stat in ("percent_change", "fold_change"):
+        b, a = float(v[0]), float(np.interp(obs.day, days, v))
+        if b <= 0:
+            return None
+        return 100.0 * (a / b - 1.0) if obs.stat == "percent_change" else a / b
+    below = obs.below is not None
+    thr = obs.below if below else obs.above
+    m = days >= obs.from_day
+    hit = np.nonzero((v[m] < thr) if below else (v[m] > thr))[0]
+    return float(days[m][hit[0]] - obs.from_day) if hit.size else None
+
+
+def _tolerance(obs: Any, base_obs: Any, n: int, n0: int) -> float:
+    """The validation score's tolerance for this observation (score.py), used as the residual scale."""
+    if obs.stat in LEVELS and base_obs is not None:
+        se = math.hypot(_se(obs, n), _se(base_obs, n0))
+        return max(1.96 * se, 0.25 * abs(obs.value - base_obs.value), 0.05 * abs(base_obs.value))
+    if obs.stat in LEVELS:
+        return max(1.96 * _se(obs, n), 0.20 * abs(obs.value))
+    if obs.stat == "percent_change":
+        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value), 5.0)
+    if obs.stat == "fold_change":
+        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value - 1.0), 0.1)
+    return 0.30 * abs(obs.value)
+
+
+def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float]) -> list[dict[str, Any]]:
+    """Scaled residuals of one arm's calibratable observations for parameter values `theta`."""
+    arm = study.data.arms[arm_index]
+    obs_list = [(i, o) for i, o in enumerate(arm.observations) if o.stat in CALIBRATABLE and o.among is None]
+    if not obs_list:
+        return []
+    man = _arm_man(study, arm_index, theta, prior)
+    try:
+        res = simulate(study.protocols[arm_index], man, output_step_h=output_step_h(study, arm_index))
+        frame = res.observables
+    except SimulationError:
+        frame = None
+    out = []
+    for i, obs in obs_list:
+        base = None
+        if obs.stat in LEVELS and obs.day and obs.day > 0:
+            base = next(
+                (
+                    o
+                    for o in arm.observations
+                    if o.quantity == obs.quantity and o.stat == obs.stat and o.day == 0 and o.among is None
+                ),
+                None,
+            )
+        n = obs.n or arm.n
+        tol = _tolerance(obs, base, n, (base.n or arm.n) if base is not None else n)
+        sim = _single_stat(obs, frame) if frame is not None else None
+        if sim is not None and base is not None and frame is not None:
+            sim0 = _single_stat(base, frame)
+            r = ((sim - sim0) - (obs.value - base.value)) / tol if sim0 is not None else RESIDUAL_CAP
+        elif sim is not None:
+            r = (sim - obs.value) / tol
+        else:
+            r = RESIDUAL_CAP
+        out.append(
+            {
+                "study": study.id,
+                "arm": arm.name,
+                "index": i,
+                "quantity": obs.quantity,
+                "stat": obs.stat,
+                "day": obs.day,
+                "observed": obs.value,
+                "simulated": sim,
+                "residual": float(np.clip(r, -RESIDUAL_CAP, RESIDUAL_CAP)),
+            }
+        )
+    return out
+
+
+def _job(args: tuple[Study, int, dict[str, float], dict[str, float]]) -> list[dict[str, Any]]:
+    return arm_residuals(*args)
+
+
+class Objective:
+    """Residual vector over all arms for log-parameters; evaluates arms in a process pool."""
+
+    def __init__(self, studies: Sequence[Study], free: Sequence[FreeParameter], processes: int = 2) -> None:
+        self.studies = list(studies)
+        self.free = list(free)
+        self.prior = {f.name: f.prior for f in free}
+        self.jobs = [(s, ai) for s in self.studies for ai in range(len(s.data.arms))]
+        self.processes = max(1, min(processes, os.cpu_count() or 1))
+        self._pool: ProcessPoolExecutor | None = None
+        self.evaluations = 0
+
+    def __enter__(self) -> Objective:
+        if self.processes > 1:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["hpgsim.validation.calibrate"])
+            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def theta(self, x: np.ndarray) -> dict[str, float]:
+        return {f.name: float(math.exp(v)) for f, v in zip(self.free, x, strict=True)}
+
+    def rows(self, x: np.ndarray) -> list[dict[str, Any]]:
+        theta = self.theta(x)
+        args = [(s, ai, theta, self.prior) for s, ai in self.jobs]
+        self.evaluations += 1
+        if self._pool is None:
+            return [r for a in args for r in _job(a)]
+        return [r for rows in self._pool.map(_job, args) for r in rows]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        data = [r["residual"] for r in self.rows(x)]
+        prior = [(v - math.log(f.prior)) / f.sd_log for f, v in zip(self.free, x, strict=True)]
+        return np.array(data + prior, dtype=float)
+
+
+def calibrate(
+    studies: Sequence[Study],
+    free: Sequence[FreeParameter] | None = None,
+    processes: int = 2,
+    max_iterations: int = 60,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fit the free parameters to `studies`; returns the fitted values, residuals before and after."""
+    from scipy.optimize import least_squares
+
+    free = list(free) if free is not None else load_calibration_config()
+    x0 = np.log([f.prior for f in free])
+    lo = np.log([f.lower for f in free])
+    hi = np.log([f.upper for f in free])
+    with Objective(studies, free, processes) as obj:
+        before = obj.rows(x0)
+
+        def fun(x: np.ndarray) -> np.ndarray:
+            r = obj(x)
+            if progress:
+                progress(f"evaluation {obj.evaluations}: cost {0.5 * float(np.sum(np.minimum(r**2, 2 * np.abs(r)))):.2f}")
+            return r
+
+        fit = least_squares(
+            fun, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, diff_step=0.02, max_nfev=max_iterations, x_scale=1.0
+        )
+        after = obj.rows(fit.x)
+        evaluations = obj.evaluations
+    # approximate posterior sd on the log scale from the Gauss-Newton Hessian (identifiability)
+    try:
+        cov = np.linalg.inv(fit.jac.T @ fit.jac)
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        sd = np.full(len(free), np.nan)
+    values = {}
+    for f, x, s in zip(free, fit.x, sd, strict=True):
+        values[f.name] = {
+            "value": float(f"{math.exp(x):.6g}"),
+            "before": f.prior,
+            "prior_sd_log": f.sd_log,
+            "bounds": [f.lower, f.upper],
+            "posterior_sd_log": None if not np.isfinite(s) else float(f"{s:.3g}"),
+            "at_bound": bool(abs(x - math.log(f.lower)) < 1e-3 or abs(x - math.log(f.upper)) < 1e-3),
+        }
+    return {
+        "against": sorted({s.id for s in studies}),
+        "values": values,
+        "before": before,
+        "after": after,
+        "evaluations": evaluations,
+        "status": str(fit.message),
+    }
+
+
+def calibrated_path() -> Path:
+    return Path(str(resources.files("hpgsim.data.model").joinpath(CALIBRATED_FILE)))
+
+
+def write_calibrated(result: dict[str, Any], path: Path | None = None) -> Path:
+    """Write the fitted values (with provenance) where load_model reads them; atomic replace."""
+    path = path or calibrated_path()
+    doc = {
+        "generated_by": "hpgsim calibrate",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "against": result["against"],
+        "objective": "typical man per arm; residuals / validation-score tolerances; soft-L1 loss; log-normal priors",
+        "evaluations": result["evaluations"],
+        "optimizer_status": result["status"],
+        "values": result["values"],
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    header = "# Written by `hpgsim calibrate` (docs/calibration.md). Do not edit by hand: rerun `make calibrate`.\n"
+    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
