@@ -31,6 +31,7 @@ endpoints:
   - {quantity: estradiol, day: 28, statistic: percent_change}
   - {quantity: total_testosterone, day: 28, statistic: mean_change, unit: nmol/L}
   - {quantity: estradiol, day: 28, statistic: proportion_below, threshold: 10, unit: pg/mL}
+  - {quantity: anastrozole_concentration, day: 28, statistic: mean}
 responders:
   - name: T/E2 >= 10
     all: [{quantity: te_ratio, day: 28, min: 10}]
@@ -214,6 +215,8 @@ def test_tiny_trial_through_the_cli_writes_every_file(tmp_path, write_yaml):
     assert e2.loc["AI", "estimate"] < e2.loc["control", "estimate"]  # the aromatase inhibitor lowers E2
     assert e2.loc["AI", "ci_low"] <= e2.loc["AI", "estimate"] <= e2.loc["AI", "ci_high"]
     assert np.isfinite(e2.loc["AI", "diff_vs_control"]) and np.isnan(e2.loc["control", "diff_vs_control"])
+    drug = ep[ep["quantity"] == "anastrozole_concentration"].set_index("arm")["estimate"]
+    assert drug["control"] == 0 and drug["AI"] > 0  # the control arm's model has no anastrozole: concentration 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "hpgsim trial" and "not a medical device" in summary["disclaimer"]
     html = (out / "report.html").read_text()

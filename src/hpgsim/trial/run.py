@@ -9,6 +9,7 @@ responder rules and subgroups all see the same "measured" values.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,11 +58,15 @@ class ArmData:
     def bmis(self) -> np.ndarray:
         return np.array([m.parameters["bmi"] for m in self.men])
 
+    def series(self, quantity: str) -> np.ndarray:
+        """Underlying values, shape (n_men, n_days); a drug this arm does not give has concentration 0."""
+        if quantity not in self.quantities:
+            return np.zeros((len(self.men), self.days.size))
+        return self.values[:, :, self.quantities.index(quantity)]
+
     def true_at(self, quantity: str, day: float) -> np.ndarray:
         """Each man's underlying value at `day` (linear interpolation between output rows), shape (n_men,)."""
-        j = self.quantities.index(quantity)
-        y = self.values[:, :, j]
-        return np.array([np.interp(day, self.days, row) for row in y])
+        return np.array([np.interp(day, self.days, row) for row in self.series(quantity)])
 
 
 def _seed_int(*keys: int) -> int:
@@ -194,8 +199,8 @@ def lab(data: ArmData, quantity: str, day: float, trial: Trial) -> np.ndarray:
     if quantity == "te_ratio":
         v = lab(data, "total_testosterone", day, trial) / lab(data, "estradiol", day, trial)
     else:
-        qi = data.quantities.index(quantity) if quantity in data.quantities else 999
-        rng = np.random.default_rng([trial.seed, data.index, round(day * 1000), qi, 17])
+        qkey = zlib.crc32(quantity.encode())  # stable across model versions and arms' column orders
+        rng = np.random.default_rng([trial.seed, data.index, round(day * 1000), qkey, 17])
         true = data.true_at(quantity, day)
         v = labs.observe(quantity, true, rng, hour=trial.lab_hour, age_years=data.ages)
         if quantity in ("sperm_concentration", "total_sperm_count", "total_motile_count"):
@@ -380,7 +385,7 @@ def _bands(arms: list[ArmData], trial: Trial) -> pd.DataFrame:
     rows = []
     for d in arms:
         for q in quantities:
-            y = d.values[:, :, d.quantities.index(q)]
+            y = d.series(q)
             pct = np.percentile(y, [5, 25, 50, 75, 95], axis=0)
             rows.append(
                 pd.DataFrame(
