@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -133,12 +134,24 @@ class ModelSpec:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
 
 
-def _apply_calibration(params: dict[str, Parameter], complete: bool) -> None:
-    """Overlay data/model/calibrated.yaml (if present): value and provenance of each fitted parameter."""
+UNCALIBRATED_ENV = "HPGSIM_UNCALIBRATED"  # set (by `hpgsim calibrate`) to ignore calibrated.yaml
+
+
+def calibration_overlay() -> dict[str, Any]:
+    """The contents of data/model/calibrated.yaml ({} if absent or if HPGSIM_UNCALIBRATED is set)."""
+    if os.environ.get(UNCALIBRATED_ENV):
+        return {}
     f = resources.files("hpgsim.data.model").joinpath("calibrated.yaml")
     if not f.is_file():
+        return {}
+    return _read_yaml("hpgsim.data.model", "calibrated.yaml") or {}
+
+
+def _apply_calibration(params: dict[str, Parameter], complete: bool) -> None:
+    """Overlay data/model/calibrated.yaml (if present): value and provenance of each fitted parameter."""
+    cal = calibration_overlay()
+    if not cal:
         return
-    cal = _read_yaml("hpgsim.data.model", "calibrated.yaml") or {}
     against = ", ".join(cal.get("against", []))
     for name, d in (cal.get("values") or {}).items():
         if name not in params:

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from hpgsim.errors import SpecError
-from hpgsim.model.spec import ModelSpec, load_model
+from hpgsim.model.spec import ModelSpec, calibration_overlay, load_model
 from hpgsim.yamlfile import read_yaml_file
 
 
@@ -81,6 +81,11 @@ def get_phenotype(name: str) -> Phenotype:
             typical[pname] = typical[pname] * float(pdef["factor"])
         if "cv" in pdef:
             cv[pname] = float(pdef["cv"])
+    mult = calibration_overlay().get("phenotype_multipliers") or {}
+    for key, d in mult.items():
+        ph, _, par = key.partition(".")
+        if ph == name and par in typical:
+            typical[par] = typical[par] * float(d["value"])
     typical["age"] = float(r["age_years"]["median"])
     typical["bmi"] = float(r["bmi_kg_m2"]["median"])
     return Phenotype(

@@ -34,8 +34,9 @@ import numpy as np
 import yaml
 
 from hpgsim.errors import SimulationError, SpecError
-from hpgsim.model.spec import load_model
-from hpgsim.population.phenotypes import Patient, typical_patient
+from hpgsim.model.spec import UNCALIBRATED_ENV, load_model
+from hpgsim.population.phenotypes import Patient, get_phenotype, typical_patient
+from hpgsim.population.phenotypes import _raw as _phenotype_raw
 from hpgsim.simulation import simulate
 from hpgsim.validation.run import _per_unit, output_step_h
 from hpgsim.validation.score import LEVELS, _se
@@ -62,6 +63,15 @@ def load_calibration_config() -> list[FreeParameter]:
     raw = yaml.safe_load(text)
     spec = load_model(None, calibrated=False)
     out = []
+    for name, d in (raw.get("phenotype_free") or {}).items():
+        ph, _, par = name.partition(".")
+        if par not in spec.parameters:
+            raise SpecError(f"calibration.yaml: phenotype_free {name!r}: {par!r} is not a model parameter.")
+        get_phenotype(ph)  # unknown phenotype: a clear error
+        lo, hi = (float(x) for x in d["bounds"])
+        if not (0 < lo < 1.0 < hi):
+            raise SpecError(f"calibration.yaml: {name}: bounds {lo}..{hi} of a phenotype multiplier must bracket 1.")
+        out.append(FreeParameter(name, 1.0, float(d["sd_log"]), lo, hi, str(d.get("why", ""))))
     for name, d in (raw.get("free") or {}).items():
         if name not in spec.parameters:
             raise SpecError(f"calibration.yaml: free parameter {name!r} is not a model parameter.")
@@ -77,8 +87,13 @@ def _arm_man(study: Study, arm_index: int, theta: dict[str, float], prior: dict[
     pop = study.data.population
     man = typical_patient(pop.phenotype)
     params = dict(man.parameters)
-    for k, v in theta.items():  # scale, so that phenotype factors on a free parameter are kept
-        params[k] = params[k] * v / prior[k]
+    for k, v in theta.items():
+        ph, _, par = k.partition(".")
+        if par:  # a phenotype multiplier (prior 1) on one parameter of one phenotype
+            if ph == pop.phenotype:
+                params[par] = params[par] * v
+        else:  # scale, so that phenotype factors on a free parameter are kept
+            params[k] = params[k] * v / prior[k]
     if pop.age_years is not None:
         params["age"] = float(pop.age_years.mean)
     if pop.bmi_kg_m2 is not None:
@@ -222,6 +237,7 @@ def calibrate(
     """Fit the free parameters to `studies`; returns the fitted values, residuals before and after."""
     from scipy.optimize import least_squares
 
+    uncalibrated()
     free = list(free) if free is not None else load_calibration_config()
     x0 = np.log([f.prior for f in free])
     lo = np.log([f.lower for f in free])
@@ -266,6 +282,17 @@ def calibrate(
     }
 
 
+def _phenotype_cache_clear() -> None:
+    _phenotype_raw.cache_clear()
+
+
+def uncalibrated() -> None:
+    """Make this process and its workers use the uncalibrated model (the priors), not calibrated.yaml."""
+    os.environ[UNCALIBRATED_ENV] = "1"
+    load_model.cache_clear()
+    _phenotype_cache_clear()
+
+
 def calibrated_path() -> Path:
     return Path(str(resources.files("hpgsim.data.model").joinpath(CALIBRATED_FILE)))
 
@@ -280,7 +307,8 @@ def write_calibrated(result: dict[str, Any], path: Path | None = None) -> Path:
         "objective": "typical man per arm; residuals / validation-score tolerances; soft-L1 loss; log-normal priors",
         "evaluations": result["evaluations"],
         "optimizer_status": result["status"],
-        "values": result["values"],
+        "values": {k: v for k, v in result["values"].items() if "." not in k},
+        "phenotype_multipliers": {k: v for k, v in result["values"].items() if "." in k},
     }
     tmp = path.with_name(f".{path.name}.tmp")
     header = "# Written by `hpgsim calibrate` (docs/calibration.md). Do not edit by hand: rerun `make calibrate`.\n"
