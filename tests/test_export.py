@@ -7,16 +7,14 @@ about 1e-8, see docs/interop.md).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hpgsim.engine.schedule import build_schedule
 from hpgsim.engine.steady import steady_state
+from hpgsim.interop.check import compare_with_copasi
 from hpgsim.interop.sbml import check_sbml, export_sbml
 from hpgsim.interop.sbmlmath import UnitInference, UnitMismatch, parse, pint_unit
 from hpgsim.population.phenotypes import typical_patient
-from hpgsim.simulation import as_protocol, model_for, observe_states, solve_states
 
 # petab 0.8 uses pandas features that pandas deprecates (Pandas4Warning) when it reads and lints tables
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -37,51 +35,9 @@ PROTOCOLS = {
 }
 
 
-def compare_with_copasi(protocol: dict, phenotype: str = "healthy", step_h: float = 2.0) -> dict[str, float]:
-    """Max relative difference per canonical quantity between COPASI on the exported file and hpgsim.
-
-    Outputs are every `step_h` hours starting 1 h after day 0 (never at a dose time, where the engine
-    records the pre-dose value and simulators differ in which side of the event they report). The
-    relative difference uses max(|value|, 1e-6 x the quantity's largest value) as the scale, so that
-    drug concentrations that decay to ~0 between doses are compared on their own scale.
-    """
-    import basico
-
-    prot = as_protocol(protocol)
-    man = typical_patient(phenotype)
-    text = export_sbml(prot, patient=man)
-    spec = model_for(prot)
-    params = man.vector(spec)
-    y0 = steady_state(spec, params)
-    times = np.arange(1.0, prot.duration_h, step_h)
-    states = solve_states(spec, params, y0, build_schedule(spec, prot), np.concatenate([[0.0], times]), rtol=1e-10)[1:]
-    ref = observe_states(spec, params, states, times)
-    dm = basico.load_model_from_string(text)
-    try:
-        df = basico.run_time_course(
-            model=dm,
-            values=list(times),
-            duration=float(times[-1]),
-            r_tol=1e-10,
-            a_tol=1e-12,
-            max_steps=1_000_000,
-            use_sbml_id=True,
-        )
-    finally:
-        basico.remove_datamodel(dm)
-    assert np.allclose(df.index.to_numpy(), times)
-    missing = [c for c in ref.columns if c not in df.columns]
-    assert not missing, missing
-    got = df[list(ref.columns)].to_numpy()
-    exp = ref.to_numpy()
-    scale = np.maximum(np.abs(exp), 1e-6 * np.abs(exp).max(axis=0))
-    rel = np.abs(got - exp) / scale
-    return dict(zip(ref.columns, rel.max(axis=0), strict=True))
-
-
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_copasi_reproduces_hpgsim_trajectories(name):
-    diffs = compare_with_copasi(PROTOCOLS[name])
+    diffs = compare_with_copasi(PROTOCOLS[name], typical_patient("healthy"))
     worst = max(diffs, key=lambda k: diffs[k])
     assert diffs[worst] <= 1e-3, (worst, diffs[worst])
     # the drug acted: its concentration is among the compared quantities
@@ -99,7 +55,7 @@ def test_copasi_reproduces_a_half_year_combined_protocol_in_a_hypogonadal_man():
             {"drug": "gonadorelin", "dose": "100 ug", "at": ["10 day", "10.5 day", "30 day"]},
         ],
     }
-    diffs = compare_with_copasi(prot, phenotype="secondary_hypogonadism", step_h=6.0)
+    diffs = compare_with_copasi(prot, typical_patient("secondary_hypogonadism"), step_h=6.0)
     worst = max(diffs, key=lambda k: diffs[k])
     assert diffs[worst] <= 1e-3, (worst, diffs[worst])
 
@@ -151,6 +107,9 @@ def test_literals_get_the_units_that_make_an_expression_consistent():
         inf.balance(parse("x*v", "bad"), pint_unit("mg"), "bad")
     with pytest.raises(UnitMismatch):
         inf.balance(parse("c + v", "bad sum"), pint_unit("mg"), "bad sum")
+    # scale errors are caught too (libsbml's own unit check compares kinds, not always scales)
+    with pytest.raises(UnitMismatch, match="no number in it can carry"):
+        inf.balance(parse("c/v", "scale"), pint_unit("ng/mL"), "scale")
 
 
 def test_dose_events_follow_the_protocol_schedule():
