@@ -28,10 +28,17 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @export_app.command("sbml")
@@ -93,6 +100,7 @@ def _petab(out: Path, studies: list[Path] | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".hpgsim-petab-", dir=parent))
     try:
         summary = write_petab(tmp, studies)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

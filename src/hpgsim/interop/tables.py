@@ -164,6 +164,9 @@ def write_parquet(results: SimulationResult | Sequence[SimulationResult], path: 
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
