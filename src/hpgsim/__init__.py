@@ -6,6 +6,7 @@ The public API is listed in ``__all__``; importing hpgsim changes no global conf
 """
 
 from hpgsim.errors import FitError, HpgsimError, ProtocolError, SimulationError, SpecError, UnitError
+from hpgsim.fit import fit, predict
 from hpgsim.model.spec import ModelSpec, load_model
 from hpgsim.population.phenotypes import Patient, get_phenotype, phenotype_names, sample_patients, typical_patient
 from hpgsim.protocol.schema import Protocol, load_protocol, validate_protocol
@@ -28,10 +29,12 @@ __all__ = [
     "SpecError",
     "UnitError",
     "__version__",
+    "fit",
     "get_phenotype",
     "load_model",
     "load_protocol",
     "phenotype_names",
+    "predict",
     "sample_patients",
     "sensitivity",
     "simulate",

@@ -418,6 +418,7 @@ from hpgsim.cli import calibrate as _calibrate  # noqa: E402,F401
 from hpgsim.cli import export as _export  # noqa: E402,F401
 from hpgsim.cli import trial as _trial  # noqa: E402,F401
 from hpgsim.cli import sensitivity as _sensitivity  # noqa: E402,F401
+from hpgsim.cli import fit as _fit  # noqa: E402,F401
 # isort: on
 # fmt: on
 
