@@ -324,16 +324,12 @@ def run_laplace(problem: Problem, seed: int, num_samples: int) -> Samples:
     calls, no second-order compilation (numpyro's AutoLaplaceApproximation differentiates twice
     through the steady state, which compiled for minutes here).
     """
-    import jax
-    from numpyro.infer.util import potential_energy
     from scipy.optimize import minimize
 
     k = len(problem.fit_names)
     data = _as_jax(model_data(problem))
 
-    @jax.jit
-    def vg(z: Any, data: dict[str, Any]) -> tuple[Any, Any]:
-        return jax.value_and_grad(lambda zz: potential_energy(numpyro_model, (data,), {}, {"z": zz}))(z)
+    vg = _value_and_grad_fn()
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
         v, g = vg(z, data)
@@ -374,11 +370,25 @@ def batch_labs(problem: Problem, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     import jax
 
     fn = _batch_fn()
-    logs, resid = fn(np.asarray(z, dtype=float), _as_jax(model_data(problem)))
+    # only the arrays the steady state needs: the compiled function does not depend on his number of results
+    data = {k: v for k, v in model_data(problem).items() if k in ("base", "fit_index", "typical", "sigma", "x0")}
+    logs, resid = fn(np.asarray(z, dtype=float), _as_jax(data))
     logs, resid = np.asarray(logs), np.asarray(resid)
     ok = (resid < 1e-6) & np.all(np.isfinite(logs), axis=1)
     _ = jax
     return np.exp(logs), ok
+
+
+@lru_cache(maxsize=1)
+def _value_and_grad_fn() -> Any:
+    """The jitted value and gradient of numpyro's potential (-log posterior) in z (compiled once per shape)."""
+    import jax
+    from numpyro.infer.util import potential_energy
+
+    def vg(z: Any, data: dict[str, Any]) -> tuple[Any, Any]:
+        return jax.value_and_grad(lambda zz: potential_energy(numpyro_model, (data,), {}, {"z": zz}))(z)
+
+    return jax.jit(vg)
 
 
 @lru_cache(maxsize=1)

@@ -44,6 +44,19 @@ _SPERM_UNITS = {
     "/ml": 1e-6,
     "1/ml": 1e-6,
 }
+_ALIASES = {  # names people write -> canonical (suggested in the error, never silently accepted)
+    "testosterone": "total_testosterone",
+    "t": "total_testosterone",
+    "tt": "total_testosterone",
+    "total_t": "total_testosterone",
+    "free_t": "free_testosterone",
+    "ft": "free_testosterone",
+    "e2": "estradiol",
+    "oestradiol": "estradiol",
+    "inhibin": "inhibin_b",
+    "sperm": "sperm_concentration",
+    "concentration": "sperm_concentration",
+}
 _TOP_KEYS = {"patient", "visits", "protocol", "start_date"}
 _PATIENT_KEYS = {"name", "age", "bmi", "phenotype"}
 _VISIT_KEYS = {"day", "date", "time", "note"}
@@ -295,7 +308,8 @@ def validate_labs(raw: Any, source: str = "labs", base_dir: Path | None = None) 
                 continue
             if k not in FITTED_QUANTITIES:
                 close = difflib.get_close_matches(k, list(FITTED_QUANTITIES) + list(_VISIT_KEYS), n=1, cutoff=0.5)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
+                guess = _ALIASES.get(str(k).lower().replace(" ", "_"), close[0] if close else None)
+                hint = f" Did you mean '{guess}'?" if guess else ""
                 raise FitError(
                     f"{where}: unknown key {k!r} (value {val!r}).{hint} Labs that can be fitted: {', '.join(FITTED_QUANTITIES)}."
                 )
