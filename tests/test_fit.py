@@ -242,7 +242,7 @@ def test_units_dates_and_censoring_are_read() -> None:
 def test_visits_during_treatment_are_rejected_clearly() -> None:
     from hpgsim.fit.api import steady_visits
 
-    raw = {
+    raw: dict[str, Any] = {
         "patient": {"age": 35, "bmi": 26},
         "protocol": {"duration": "12 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}]},
         "visits": [{"day": -10, "lh": "4 IU/L"}, {"day": 30, "lh": "6 IU/L"}],
