@@ -286,3 +286,35 @@ def test_cli_bad_labs_exit_2_and_write_nothing(tmp_path: Path) -> None:
 def test_example_labs_file_is_valid() -> None:
     lab = load_labs(Path(__file__).parents[1] / "examples" / "labs" / "subfertile_man.yaml")
     assert len(lab.visits) == 3 and lab.phenotype == "subfertile"
+
+
+def test_jax_steady_state_matches_the_numpy_engine_and_its_gradient(fast_fit: Any) -> None:
+    """The likelihood's steady state (Newton + implicit derivative) equals hpgsim's steady state, and
+    its gradient equals finite differences."""
+    from hpgsim.engine.codegen import numpy_functions
+    from hpgsim.engine.steady import steady_state
+    from hpgsim.fit import inference as inf
+    from hpgsim.fit.api import PREDICTIVE_DRAWS
+
+    _, _, labs = fast_fit
+    problem = inf.build_problem(validate_labs(labs), [0, 1, 2])
+    k = len(problem.fit_names)
+    z = np.random.default_rng(0).standard_normal((PREDICTIVE_DRAWS, k))  # prior draws (the compiled shape)
+    y, ok = inf.batch_labs(problem, z)
+    assert ok.all()
+    spec = problem.spec
+    qi = [spec.observable_names.index(q) for q in inf.QUANTITIES]
+    for i in range(8):
+        p = problem.base.copy()
+        p[problem.fit_index] = problem.typical * np.exp(problem.sigma * z[i])
+        ref = np.asarray(numpy_functions(spec).observe(steady_state(spec, p)[:, None], p))[qi, 0]
+        np.testing.assert_allclose(y[i], ref, rtol=1e-6)
+    vg = inf._value_and_grad_fn()
+    data = inf._as_jax(inf.model_data(problem))
+    z0 = 0.3 * z[0]
+    _, g = vg(z0, data)
+    for j in (0, k // 2, k - 1):
+        e = np.zeros(k)
+        e[j] = 1e-5
+        fd = (float(vg(z0 + e, data)[0]) - float(vg(z0 - e, data)[0])) / 2e-5
+        assert float(g[j]) == pytest.approx(fd, rel=1e-4, abs=1e-6)

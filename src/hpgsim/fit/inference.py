@@ -267,7 +267,7 @@ def _as_jax(data: dict[str, np.ndarray]) -> dict[str, Any]:
     return {k: jnp.asarray(v) for k, v in data.items()}
 
 
-def run_nuts(problem: Problem, seed: int, num_warmup: int, num_samples: int, num_chains: int) -> Samples:
+def run_nuts(problem: Problem, seed: int, num_warmup: int, num_samples: int, num_chains: int, dense_mass: bool = True) -> Samples:
     """NUTS with a dense mass matrix (chains one after the other: this machine has few cores).
 
     The dense mass matrix matters: the labs pin down combinations of parameters (ridges), and with a
@@ -283,7 +283,7 @@ def run_nuts(problem: Problem, seed: int, num_warmup: int, num_samples: int, num
         target_accept_prob=0.9,
         init_strategy=init_to_value(values={"z": np.zeros(k)}),
         max_tree_depth=8,
-        dense_mass=True,
+        dense_mass=dense_mass,
     )
     mcmc = MCMC(
         kernel,
@@ -303,7 +303,7 @@ def run_nuts(problem: Problem, seed: int, num_warmup: int, num_samples: int, num
     rhat = np.asarray(summ["r_hat"], dtype=float)
     ess = np.asarray(summ["n_eff"], dtype=float)
     diag = {
-        "method": "NUTS (numpyro, dense mass matrix)",
+        "method": f"NUTS (numpyro, {'dense' if dense_mass else 'diagonal'} mass matrix)",
         "num_chains": num_chains,
         "num_warmup": num_warmup,
         "num_samples": num_samples,
