@@ -73,7 +73,8 @@ def predict_command(
         typer.Option(
             "--target",
             help="Target as quantity OP value [unit] @ time, e.g. 'sperm_concentration>=15@120d', 'estradiol<10@any' "
-            "(repeatable; default: sperm >= 15 M/mL at 120 d, E2 < 10 pg/mL at any time, T >= 350 ng/dL at 90 d).",
+            "(repeatable; default: sperm >= 15 M/mL at day 119 (17 weeks, ~4 months), "
+            "E2 < 10 pg/mL at any time, T >= 350 ng/dL at 90 d).",
         ),
     ] = None,
     draws: Annotated[int, typer.Option("--draws", help="Posterior draws to simulate.")] = 100,

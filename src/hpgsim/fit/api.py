@@ -168,7 +168,7 @@ def _range_warnings(labs: Labs, visits: list[int], ranges: dict[str, tuple[float
             lo, hi = ranges[o.quantity]
             if o.censored:
                 continue
-            if o.value < lo / 2 or o.value > hi * 2 or o.value < lo or o.value > hi:
+            if o.value < lo or o.value > hi:
                 far = o.value < lo / 2 or o.value > hi * 2
                 out.append(
                     f"visit {v.label}: {o.quantity} {o.value:.4g} {canonical_unit(o.quantity)} is "
@@ -391,7 +391,7 @@ def load_fit(path: str | Path) -> FitResult:
 
 # ----------------------------------------------------------------------------------------- predict
 
-DEFAULT_TARGETS = ("sperm_concentration>=15@120d", "estradiol<10@any", "total_testosterone>=350@90d")
+DEFAULT_TARGETS = ("sperm_concentration>=15@119d", "estradiol<10@any", "total_testosterone>=350@90d")
 BAND_QUANTITIES = (
     "total_testosterone",
     "free_testosterone",
