@@ -58,6 +58,8 @@ def _sbml(out: Path, protocol_path: Path | None, phenotype: str, patient_path: P
     from hpgsim.population.phenotypes import get_phenotype, load_patient
     from hpgsim.protocol.schema import load_protocol
 
+    if patient_path is not None and phenotype != "healthy":
+        raise SpecError("--patient and --phenotype cannot be combined: the patient file names his phenotype. Give one.")
     prot = load_protocol(protocol_path) if protocol_path is not None else None
     man = load_patient(patient_path) if patient_path is not None else None
     if man is None:
