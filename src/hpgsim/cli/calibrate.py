@@ -47,6 +47,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
 @app.command()
 def calibrate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Study files or folders (default: the packaged study set).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Study id to leave out of the fit (repeatable).")] = None,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     max_iterations: Annotated[
         int, typer.Option(help="Optimiser iterations (each costs one evaluation plus one per free parameter for the Jacobian).")
@@ -66,6 +67,10 @@ def calibrate(
         if max_iterations < 1:
             raise SpecError(f"--max-iterations {max_iterations}: must be at least 1.")
         studies = load_studies(list(paths) if paths else [packaged_study_dir()])
+        unknown = set(exclude or []) - {s.id for s in studies}
+        if unknown:
+            raise SpecError(f"--exclude {sorted(unknown)}: no such study id among the {len(studies)} studies given.")
+        studies = [s for s in studies if s.id not in set(exclude or [])]
         free = load_calibration_config()
         err_console.print(f"calibrating {len(free)} parameters against {len(studies)} studies", highlight=False)
         result = fit(
@@ -79,6 +84,9 @@ def calibrate(
         for c in ("parameter", "before", "after", "approx. sd(log)", "at bound"):
             t.add_column(c)
         for k, v in result["values"].items():
+            if "anchor" in v:
+                t.add_row(f"{k} (anchor)", f"{v['before']:.4g}", f"{v['value']:.4g}", "derived", "")
+                continue
             sd = "n/a" if v["posterior_sd_log"] is None else f"{v['posterior_sd_log']:.2g}"
             t.add_row(k, f"{v['before']:.4g}", f"{v['value']:.4g}", sd, "yes" if v["at_bound"] else "")
         console.print(t)

@@ -159,9 +159,11 @@ def _apply_calibration(params: dict[str, Parameter], complete: bool) -> None:
                 raise SpecError(f"calibrated.yaml: {name!r} is not a model parameter; rerun `make calibrate`.")
             continue  # a drug parameter of a drug left out of this model
         old = params[name]
-        params[name] = replace(
-            old, value=float(d["value"]), source=f"calibrated: against {against} (prior {old.value:g}: {old.source})"
-        )
+        if "anchor" in d:
+            source = f"derived in calibration: re-solved so that the {d['anchor']} under the calibrated feedback"
+        else:
+            source = f"calibrated: against {against} (prior {old.value:g}: {old.source})"
+        params[name] = replace(old, value=float(d["value"]), source=source)
 
 
 @lru_cache(maxsize=64)

@@ -83,6 +83,51 @@ def load_calibration_config() -> list[FreeParameter]:
     return out
 
 
+@dataclass(frozen=True)
+class Anchor:
+    parameter: str
+    observable: str
+    value: float
+    source: str
+
+
+def load_anchors() -> list[Anchor]:
+    """Baseline anchors of calibration.yaml: synthesis constants re-solved for the typical healthy man."""
+    text = resources.files("hpgsim.data.model").joinpath("calibration.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text).get("anchors") or {}
+    return [Anchor(k, str(d["observable"]), float(d["value"]), str(d["source"])) for k, d in raw.items()]
+
+
+def solve_anchors(theta: dict[str, float], prior: dict[str, float], anchors: Sequence[Anchor]) -> dict[str, float]:
+    """Values of the anchor parameters that give the typical healthy man the anchored baseline under `theta`."""
+    from scipy.optimize import least_squares
+
+    from hpgsim.engine.steady import steady_state
+    from hpgsim.simulation import observe_states
+
+    if not anchors:
+        return {}
+    spec = load_model(frozenset())
+    man = typical_patient("healthy")
+    params = dict(man.parameters)
+    for k, v in theta.items():
+        if "." not in k:
+            params[k] = params[k] * v / prior[k]
+    names = list(spec.parameters)
+    p0 = np.array([params.get(n, spec.parameters[n].value) for n in names])
+    idx = [names.index(a.parameter) for a in anchors]
+
+    def resid(x: np.ndarray) -> list[float]:
+        p = p0.copy()
+        p[idx] = np.exp(x)
+        y = steady_state(spec, p, patient="anchor")
+        o = observe_states(spec, p, y[None, :], np.array([0.0])).iloc[0]
+        return [math.log(float(o[a.observable]) / a.value) for a in anchors]
+
+    fit = least_squares(resid, np.log(p0[idx]), diff_step=1e-3, xtol=1e-10)
+    return {a.parameter: float(math.exp(v)) for a, v in zip(anchors, fit.x, strict=True)}
+
+
 def _arm_man(study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float]) -> Patient:
     pop = study.data.population
     man = typical_patient(pop.phenotype)
@@ -194,6 +239,11 @@ class Objective:
         self.studies = list(studies)
         self.free = list(free)
         self.prior = {f.name: f.prior for f in free}
+        self.anchors = load_anchors()
+        spec = load_model(None)
+        for a in self.anchors:
+            self.prior[a.parameter] = float(spec.parameters[a.parameter].value)
+        self.last_anchors: dict[str, float] = {}
         self.jobs = [(s, ai) for s in self.studies for ai in range(len(s.data.arms))]
         self.processes = max(1, min(processes, os.cpu_count() or 1))
         self._pool: ProcessPoolExecutor | None = None
@@ -215,6 +265,8 @@ class Objective:
 
     def rows(self, x: np.ndarray) -> list[dict[str, Any]]:
         theta = self.theta(x)
+        self.last_anchors = solve_anchors(theta, self.prior, self.anchors)
+        theta.update(self.last_anchors)
         args = [(s, ai, theta, self.prior) for s, ai in self.jobs]
         self.evaluations += 1
         if self._pool is None:
@@ -255,6 +307,7 @@ def calibrate(
             fun, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, diff_step=0.02, max_nfev=max_iterations, x_scale=1.0
         )
         after = obj.rows(fit.x)
+        anchors = {a.parameter: (obj.last_anchors[a.parameter], obj.prior[a.parameter], a) for a in obj.anchors}
         evaluations = obj.evaluations
     # approximate posterior sd on the log scale from the Gauss-Newton Hessian (identifiability)
     try:
@@ -271,6 +324,12 @@ def calibrate(
             "bounds": [f.lower, f.upper],
             "posterior_sd_log": None if not np.isfinite(s) else float(f"{s:.3g}"),
             "at_bound": bool(abs(x - math.log(f.lower)) < 1e-3 or abs(x - math.log(f.upper)) < 1e-3),
+        }
+    for name, (v, before, a) in anchors.items():
+        values[name] = {
+            "value": float(f"{v:.6g}"),
+            "before": before,
+            "anchor": f"typical healthy man's {a.observable} = {a.value:g} ({a.source})",
         }
     return {
         "against": sorted({s.id for s in studies}),
