@@ -38,7 +38,10 @@ class UnitMismatch(SpecError):
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
     """A private pint registry with international units and cell counts (kept apart from hpgsim.units)."""
-    ureg: Any = pint.UnitRegistry()
+    try:  # pint caches its parsed definitions on disk (saves ~0.5 s per process)
+        ureg: Any = pint.UnitRegistry(cache_folder=":auto:")
+    except OSError:
+        ureg = pint.UnitRegistry()
     ureg.define("international_unit = [biological_activity] = IU")
     ureg.define("cells = [cell_count]")
     ureg.define("million_cells = 1e6 * cells")
