@@ -134,3 +134,27 @@ def test_uncalibrated_switch_is_honoured(monkeypatch):
 
     assert calibration_overlay() == {}
     assert np.isfinite(load_model(frozenset(), calibrated=False).parameters["e2_hyp_k"].value)
+
+
+def test_calibrate_end_to_end_on_a_tiny_study(study, tmp_path):
+    from hpgsim.cli.calibrate import summary_markdown
+
+    free = [cal.FreeParameter("e2_hyp_k", cal.load_model(None, calibrated=False).parameters["e2_hyp_k"].value, 0.5, 15, 250, "t")]
+    try:
+        result = cal.calibrate([study], free, processes=1, max_iterations=2)
+    finally:
+        import os
+
+        os.environ.pop(UNCALIBRATED_ENV, None)
+        load_model.cache_clear()
+        phenotype_raw.cache_clear()
+    assert result["against"] == ["CalTiny2026"]
+    assert set(result["values"]) == {"e2_hyp_k", "lh_synthesis_max", "t_production_max", "fsh_synthesis_max"}
+    assert len(result["before"]) == len(result["after"]) == 3
+    # the fit cannot be worse than where it started (soft-L1 cost on the data residuals and the prior)
+    cost = lambda rows: sum(min(r["residual"] ** 2, 2 * abs(r["residual"])) for r in rows)  # noqa: E731
+    assert cost(result["after"]) <= cost(result["before"]) + 1.0
+    text = summary_markdown(result)
+    assert "baseline anchor" in text and "CalTiny2026" in text
+    path = cal.write_calibrated(result, tmp_path / "c.yaml")
+    assert "against:\n- CalTiny2026" in path.read_text()

@@ -325,10 +325,10 @@ def calibrate(
             "posterior_sd_log": None if not np.isfinite(s) else float(f"{s:.3g}"),
             "at_bound": bool(abs(x - math.log(f.lower)) < 1e-3 or abs(x - math.log(f.upper)) < 1e-3),
         }
-    for name, (v, before, a) in anchors.items():
+    for name, (v, prior_value, a) in anchors.items():
         values[name] = {
             "value": float(f"{v:.6g}"),
-            "before": before,
+            "before": prior_value,
             "anchor": f"typical healthy man's {a.observable} = {a.value:g} ({a.source})",
         }
     return {
