@@ -198,7 +198,7 @@ def fit(
         fast: MAP + Laplace approximation instead of NUTS (seconds instead of a minute; no R-hat).
         seed: random seed (NUTS key, predictive noise); the same seed gives the same draws.
         num_warmup, num_samples, num_chains: NUTS settings (chains run one after the other).
-        dense_mass: NUTS with a dense mass matrix (default; a diagonal one needs ~3-4x more steps).
+        dense_mass: NUTS with a dense mass matrix (default; a diagonal one needs ~3x more steps per draw).
 
     Returns:
         The fit: posterior summaries, diagnostics, warnings, draws and posterior predictive.

@@ -270,8 +270,8 @@ def _as_jax(data: dict[str, np.ndarray]) -> dict[str, Any]:
 def run_nuts(problem: Problem, seed: int, num_warmup: int, num_samples: int, num_chains: int, dense_mass: bool = True) -> Samples:
     """NUTS with a dense mass matrix (chains one after the other: this machine has few cores).
 
-    The dense mass matrix matters: the labs pin down combinations of parameters (ridges), and with a
-    diagonal one NUTS took ~4x more leapfrog steps per draw (docs/fit.md).
+    The labs pin down combinations of parameters (ridges): with a diagonal mass matrix NUTS took ~3x
+    more leapfrog steps per draw, for similar time and a lower ESS (docs/fit.md), hence dense.
     """
     import jax
     from numpyro.diagnostics import summary
