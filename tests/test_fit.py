@@ -318,3 +318,13 @@ def test_jax_steady_state_matches_the_numpy_engine_and_its_gradient(fast_fit: An
         e[j] = 1e-5
         fd = (float(vg(z0 + e, data)[0]) - float(vg(z0 - e, data)[0])) / 2e-5
         assert float(g[j]) == pytest.approx(fd, rel=1e-4, abs=1e-6)
+
+
+def test_out_that_is_a_file_is_rejected_before_any_work(tmp_path: Path) -> None:
+    import hpgsim
+
+    f = tmp_path / "taken"
+    f.write_text("x", encoding="utf-8")
+    with pytest.raises(FitError, match="not a directory"):
+        hpgsim.fit({"patient": {"age": 35, "bmi": 26}, "visits": [{"day": 0, "lh": "4 IU/L"}]}, out=f, fast=True)
+    assert f.read_text(encoding="utf-8") == "x"

@@ -124,6 +124,12 @@ class FitResult:
         return out
 
 
+def _check_out(out: str | Path | None) -> None:
+    """Reject an unusable --out before any work (not after a minute of sampling)."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise FitError(f"--out {out}: exists and is not a directory. Choose a directory path.")
+
+
 class _staging:
     """A temporary directory next to `out`, removed on exit (files are moved into `out` by _publish)."""
 
@@ -211,6 +217,7 @@ def fit(
     from hpgsim.simulation import DISCLAIMER
 
     t0 = time.perf_counter()
+    _check_out(out)
     lab = as_labs(labs)
     for name, val in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(val, int) or val < 1:
@@ -329,6 +336,11 @@ def _posterior_predictive(
     rng = np.random.default_rng(seed + 11)
     pick = rng.choice(z.shape[0], size=PREDICTIVE_DRAWS, replace=z.shape[0] < PREDICTIVE_DRAWS)
     y, ok = batch_labs(problem, z[pick])
+    if ok.mean() < 0.5:
+        raise FitError(
+            f"the posterior reaches parameters with no steady state ({100 * (1 - ok.mean()):.0f}% of draws); "
+            "the labs may be far outside the phenotype: check them, or use NUTS (without --fast)."
+        )
     y = y[ok]
     rows = []
     warn = []
@@ -524,6 +536,7 @@ def predict(
     from hpgsim.simulation import DISCLAIMER, as_protocol, simulate_population
 
     t0 = time.perf_counter()
+    _check_out(out)
     fr = load_fit(fit) if isinstance(fit, str | Path) else fit
     prot = as_protocol(protocol)
     if not isinstance(n_draws, int) or not (2 <= n_draws <= 5000):
