@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from hpgsim.cli import _run, app, console, err_console
@@ -39,13 +40,13 @@ def fit_command(
             t.add_row(
                 name,
                 p["unit"],
-                f"{p['median']:.4g}",
-                f"{p['p5']:.4g}",
-                f"{p['p95']:.4g}",
-                f"{p['prior_p5']:.3g}-{p['prior_p95']:.3g}",
+                f"{p['median']:.3g}",
+                f"{p['p5']:.3g}",
+                f"{p['p95']:.3g}",
+                f"{p['prior_p5']:.3g} - {p['prior_p95']:.3g}",
                 f"{p['sd_ratio']:.2f}",
             )
-        console.print(t)
+        Console(width=max(console.width, 110)).print(t)
         d = s["diagnostics"]
         if s["method"] == "nuts":
             console.print(
