@@ -115,9 +115,22 @@ def compare(name: str, sizes: list[int], check: int, quiet: Any) -> list[tuple[s
     # per-state absolute tolerances as hpgsim's (from the typical man; rtol stays RoadRunner's 1e-6)
     base = Baseline(prot, spec, grid, tolerances(spec, y_typ, sch, 1e-6))
     n_max = max(sizes)
-    men = sample_patients("healthy", n_max, seed=0)
-    P = np.stack([m.vector(spec) for m in men])
-    Y0 = np.stack([steady_state(spec, p) for p in P])
+    from hpgsim.errors import SimulationError
+
+    P_list, Y_list, skipped = [], [], 0
+    for m in sample_patients("healthy", n_max + n_max // 10 + 5, seed=0):
+        p = m.vector(spec)
+        try:
+            Y_list.append(steady_state(spec, p))
+        except SimulationError:  # a sampled man with no untreated steady state: left out of both
+            skipped += 1
+            continue
+        P_list.append(p)
+        if len(P_list) == n_max:
+            break
+    P, Y0 = np.stack(P_list), np.stack(Y_list)
+    if skipped:
+        print(f"[{name}] {skipped} sampled men without an untreated steady state left out", file=sys.stderr, flush=True)
     with quiet():
         solve_states(spec, P[0], Y0[0], sch, grid)  # warm both (compile, caches)
         base.solve(P[0], Y0[0])

@@ -169,3 +169,13 @@ def test_validate_rejects_a_bad_scheduler_before_any_work(tmp_path):
     res = CliRunner().invoke(app, ["validate", "--scheduler", "procs:2", "--json", str(out)])
     assert res.exit_code == 2 and "processes:N" in " ".join(res.output.split())
     assert not out.exists()
+
+
+def test_existing_cluster_by_tcp_address(men, reference):
+    """`tcp://host:port` connects to a running cluster (here a local one) and leaves it running."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster:
+        res = run_population(PROTOCOL, men[:3], scheduler=cluster.scheduler_address, chunk_size=2)
+        assert cluster.status.name == "running"
+    _same(res, reference[:3])
