@@ -120,9 +120,12 @@ def solve_anchors(theta: dict[str, float], prior: dict[str, float], anchors: Seq
     def resid(x: np.ndarray) -> list[float]:
         p = p0.copy()
         p[idx] = np.exp(x)
-        y = steady_state(spec, p, patient="anchor")
+        try:
+            y = steady_state(spec, p, patient="anchor")
+        except SimulationError:  # a trial point outside physiology: steer the search away
+            return [5.0] * len(anchors)
         o = observe_states(spec, p, y[None, :], np.array([0.0])).iloc[0]
-        return [math.log(float(o[a.observable]) / a.value) for a in anchors]
+        return [math.log(max(float(o[a.observable]), 1e-12) / a.value) for a in anchors]
 
     fit = least_squares(resid, np.log(p0[idx]), diff_step=1e-3, xtol=1e-10)
     return {a.parameter: float(math.exp(v)) for a, v in zip(anchors, fit.x, strict=True)}
@@ -267,8 +270,8 @@ class Objective:
         theta = self.theta(x)
         self.last_anchors = solve_anchors(theta, self.prior, self.anchors)
         theta.update(self.last_anchors)
-        args = [(s, ai, theta, self.prior) for s, ai in self.jobs]
         self.evaluations += 1
+        args = [(s, ai, theta, self.prior) for s, ai in self.jobs]
         if self._pool is None:
             return [r for a in args for r in _job(a)]
         return [r for rows in self._pool.map(_job, args) for r in rows]
