@@ -152,7 +152,10 @@ def result_flags(protocol: Protocol, observables: pd.DataFrame, phenotype: str |
 
         ph = get_phenotype(phenotype)
         if ph.status != "calibrated":
-            flags.append(f"phenotype '{phenotype}' is {ph.status}: not yet calibrated against the study set")
+            flags.append(
+                f"phenotype '{phenotype}' is {ph.status}: its own factors were set by hand, not fitted to the study set "
+                "(the shared model parameters are calibrated)"
+            )
     return flags
 
 

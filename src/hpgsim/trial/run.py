@@ -413,7 +413,8 @@ def _flags(arms: list[ArmData], trial: Trial) -> list[str]:
         status = get_phenotype(name).status
         if status != "calibrated":
             out.append(
-                f"phenotype '{name}' is {status}: not yet calibrated against the study set; treat the numbers as provisional"
+                f"phenotype '{name}' is {status}: its own factors were set by hand, not fitted to the study set; "
+                "treat the numbers as provisional"
             )
     for d in arms:
         e2 = d.values[:, 1:, d.quantities.index("estradiol")]
