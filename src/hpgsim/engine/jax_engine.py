@@ -162,7 +162,7 @@ class JaxEngine:
                 term,
                 diffrax.Kvaerno5(),
                 0.0,
-                5 * 8760.0,
+                40 * 8760.0,
                 None,
                 y_start,
                 args=p,
@@ -188,7 +188,7 @@ class JaxEngine:
     def steady_state_batch(self, params: np.ndarray, patients: list[str] | None = None) -> np.ndarray:
         """Untreated steady states of a batch, shape (n_patients, n_states), computed in JAX (vmap).
 
-        Same method as :func:`hpgsim.engine.steady.steady_state` (integrate 5 years untreated, then
+        Same method as :func:`hpgsim.engine.steady.steady_state` (integrate 40 years untreated, then
         Newton), for batches too large for the SciPy loop (GPU).
 
         Raises:

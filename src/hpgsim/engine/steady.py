@@ -81,20 +81,19 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
         return x, (resid if ok else np.inf)
 
     # Fast path: Newton-type root search from typical adult values (the untreated axis has one
-    # equilibrium). If it fails, integrate 5 years untreated (the slowest time constants are weeks,
-    # so this lands close to equilibrium from any physiological start) and polish from there.
+    # equilibrium). If it fails, integrate 40 years untreated (the slowest time constants, testicular
+    # maturation and regression, are about a year, so this lands on the equilibrium from any
+    # physiological start; BDF makes the long horizon cheap) and polish from there.
     y = y_start.copy()
     x, resid = polish(y_start[phys])
     if not np.isfinite(resid):
-        # Integrate 5 years untreated: the slowest time constants (spermatogenesis, receptor recovery)
-        # are weeks, so this lands close to equilibrium from any physiological start.
         from scipy.integrate import solve_ivp  # imported here: the fallback is rarely needed
 
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 # transient overflow inside the search is harmless: the residual is checked below
                 warnings.simplefilter("ignore", RuntimeWarning)
-                sol = solve_ivp(f_full, (0.0, 5 * 8760.0), y_start, method="BDF", rtol=1e-8, atol=1e-10)
+                sol = solve_ivp(f_full, (0.0, 40 * 8760.0), y_start, method="BDF", rtol=1e-8, atol=1e-10)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             raise SimulationError(
                 f"{patient}: no untreated steady state: the model diverged ({exc}); the parameters may be outside physiology."
