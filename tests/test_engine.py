@@ -52,9 +52,10 @@ def test_untreated_man_stays_at_his_steady_state_for_a_year(phenotype):
     res = simulate({"duration": "52 week"}, phenotype=phenotype)
     df = res.observables
     for q in ["total_testosterone", "estradiol", "lh", "fsh", "shbg", "inhibin_b", "sperm_concentration"]:
-        drift = abs(df[q].iloc[-1] / df[q].iloc[0] - 1)
-        assert drift < 0.02, (q, drift)
-        assert df[q].between(df[q].iloc[0] * 0.98, df[q].iloc[0] * 1.02).all(), q
+        # 2% of the value, or a floor far below any clinical threshold for values that are ~0
+        # (an untreated GnRH-deficient man's sperm is ~1e-22 M/mL: integration noise around zero)
+        tol = max(0.02 * abs(df[q].iloc[0]), 1e-6)
+        assert (df[q] - df[q].iloc[0]).abs().max() <= tol, q
 
 
 def test_steady_state_is_a_root_of_the_model():
