@@ -278,3 +278,23 @@ def test_published_matching_by_drug_and_class():
     assert drug_match(p("anastrozole"), p("letrozole")) == "same class"
     assert drug_match(p("anastrozole"), p("tamoxifen")) is None
     assert drug_match(p(None), p(None)) is None
+
+
+@pytest.mark.slow
+def test_trial_on_a_two_worker_dask_cluster_gives_the_local_results(tmp_path, write_yaml):
+    import hpgsim
+
+    write_yaml(AI, "ai.yaml")
+    design = _design(n_per_arm=3)
+    design["arms"][1]["protocol"] = {
+        "duration": "2 week",
+        "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}],
+    }
+    design["arms"][0]["protocol"] = {"duration": "2 week"}
+    for e in design["endpoints"]:
+        e["day"] = 14
+    design["responders"] = []
+    local = hpgsim.trial(design, processes=1)
+    dask = hpgsim.trial(design, processes=1, scheduler="processes:2")
+    pd.testing.assert_frame_equal(local.per_man, dask.per_man)
+    pd.testing.assert_frame_equal(local.endpoints, dask.endpoints)

@@ -25,6 +25,9 @@ def trial_command(
     n: Annotated[int | None, typer.Option("--n", help="Men per arm (overrides n_per_arm).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the file's seed).")] = None,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    scheduler: Annotated[
+        str, typer.Option(help="'local' (--processes workers), 'processes:N' (Dask LocalCluster) or 'tcp://host:port' (Dask).")
+    ] = "local",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run a virtual trial: endpoints, responder rates, subgroups, results.parquet, plots and report.html in --out."""
@@ -37,6 +40,9 @@ def trial_command(
 
         if processes < 1:
             raise SpecError(f"--processes {processes}: must be at least 1.")
+        from hpgsim.distributed import parse_scheduler
+
+        parse_scheduler(scheduler)  # a bad --scheduler fails before any work
         t = load_trial(trial_file).with_overrides(n, seed)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -49,7 +55,13 @@ def trial_command(
             transient=True,
         ) as progress:
             task = progress.add_task("men", total=t.n_per_arm * len(t.arms))
-            res = run_trial(t, out=out, processes=processes, progress=lambda done, _n: progress.update(task, completed=done))
+            res = run_trial(
+                t,
+                out=out,
+                processes=processes,
+                progress=lambda done, _n: progress.update(task, completed=done),
+                scheduler=scheduler,
+            )
         print_result(res, console)
         console.print(f"wrote {out}/ (report.html, results.parquet, summary.json, tables, plots)")
         console.print(f"[dim]{DISCLAIMER}[/]")

@@ -21,6 +21,7 @@ def trial(
     n: int | None = None,
     seed: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str = "local",
 ) -> TrialResult:
     """Run a virtual trial.
 
@@ -33,6 +34,8 @@ def trial(
         n: men per arm, overriding the file's n_per_arm.
         seed: overriding the file's seed (same seed, same results).
         progress: callback `(men simulated, men in total)`.
+        scheduler: "local" (default; `processes` workers), "processes:N" (a Dask LocalCluster) or
+            "tcp://host:port" (an existing Dask cluster); see docs/distributed.md.
 
     Returns:
         A :class:`~hpgsim.trial.run.TrialResult` with DataFrames `endpoints`, `responders`, `subgroups`,
@@ -43,7 +46,7 @@ def trial(
     """
     from hpgsim.trial.run import run_trial
 
-    return run_trial(trial, out=out, processes=processes, progress=progress, n=n, seed=seed)
+    return run_trial(trial, out=out, processes=processes, progress=progress, n=n, seed=seed, scheduler=scheduler)
 
 
 __all__ = ["trial"]

@@ -160,13 +160,24 @@ def draw_men(trial: Trial, arm_index: int) -> list[Patient]:
 
 
 def _simulate_arm(
-    protocol: Protocol, men: Sequence[Patient], processes: int, progress: Progress | None, output_step_h: float = 24.0
+    protocol: Protocol,
+    men: Sequence[Patient],
+    processes: int,
+    progress: Progress | None,
+    output_step_h: float = 24.0,
+    scheduler: str = "local",
 ) -> list[SimulationResult]:
     """Simulate one arm's men under its protocol (the one place a trial calls the engine)."""
-    return simulate_population(protocol, list(men), processes=processes, output_step_h=output_step_h, progress=progress)
+    if scheduler == "local":
+        return simulate_population(protocol, list(men), processes=processes, output_step_h=output_step_h, progress=progress)
+    from hpgsim.distributed import run_population
+
+    return run_population(
+        protocol, list(men), scheduler=scheduler, processes=processes, output_step_h=output_step_h, progress=progress
+    )
 
 
-def simulate_arms(trial: Trial, processes: int = 2, progress: Progress | None = None) -> list[ArmData]:
+def simulate_arms(trial: Trial, processes: int = 2, progress: Progress | None = None, scheduler: str = "local") -> list[ArmData]:
     """Draw and simulate every arm; `progress(done, total)` counts men over all arms."""
     total = trial.n_per_arm * len(trial.arms)
     out = []
@@ -178,7 +189,7 @@ def simulate_arms(trial: Trial, processes: int = 2, progress: Progress | None = 
             if progress is not None:
                 progress(offset + done, total)
 
-        results = _simulate_arm(arm.protocol, men, processes, cb, trial.output_step_h)
+        results = _simulate_arm(arm.protocol, men, processes, cb, trial.output_step_h, scheduler)
         quantities = list(results[0].observables.columns)
         values = np.stack([r.observables[quantities].to_numpy() for r in results])
         days = results[0].observables.index.to_numpy()
@@ -460,6 +471,7 @@ def run_trial(
     progress: Progress | None = None,
     n: int | None = None,
     seed: int | None = None,
+    scheduler: str = "local",
 ) -> TrialResult:
     """Run a virtual trial (the engine behind :func:`hpgsim.trial` and `hpgsim trial`).
 
@@ -469,6 +481,7 @@ def run_trial(
         processes: worker processes for the simulations.
         progress: callback `(men done, men total)`.
         n, seed: override the file's n_per_arm and seed.
+        scheduler: "local" (default), "processes:N" or "tcp://host:port" (Dask; hpgsim.distributed).
     """
     from importlib.metadata import version
 
@@ -480,7 +493,7 @@ def run_trial(
     if out is not None:
         check_out(Path(out))
     t0 = time.perf_counter()
-    arms = simulate_arms(t, processes=processes, progress=progress)
+    arms = simulate_arms(t, processes=processes, progress=progress, scheduler=scheduler)
     t_sim = time.perf_counter() - t0
     res = analyse(arms, t)
     res.summary = {
