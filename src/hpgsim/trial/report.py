@@ -294,24 +294,9 @@ def render_html(res: TrialResult, fan: bytes, bars: bytes) -> str:
             "statistic, in the study's unit, on our arm's men (those passing the study's inclusion filters where enough do). "
             "Rows from another phenotype compare across populations.</p>"
         )
-        cols = [
-            (c, c)
-            for c in (
-                "study",
-                "study_arm",
-                "match",
-                "population",
-                "quantity",
-                "unit",
-                "day",
-                "stat",
-                "published",
-                "ours",
-                "our_arm",
-                "our_n",
-                "note",
-            )
-        ]
+        from hpgsim.trial.published import COLUMNS
+
+        cols = [(c, c) for c in COLUMNS]
         parts.append(_table(res.published, cols))
     else:
         parts.append("<p>No packaged study reports these endpoints for these drugs.</p>")
