@@ -23,7 +23,7 @@ from hpgsim.engine.steady import steady_state
 from hpgsim.errors import HpgsimError, ProtocolError
 from hpgsim.model.spec import ModelSpec, drug_dependencies, load_model
 from hpgsim.population.phenotypes import Patient, typical_patient
-from hpgsim.protocol.schema import Protocol, dose_flags, load_protocol, validate_protocol
+from hpgsim.protocol.schema import Protocol, accept, dose_flags, load_protocol, validate_protocol
 
 EngineName = Literal["roadrunner", "jax"]
 E2_LOW_PG_ML = 10.0
@@ -61,13 +61,14 @@ class SimulationResult:
 
 def as_protocol(protocol: Protocol | str | Path | dict[str, Any]) -> Protocol:
     """Accept a Protocol, a path to a protocol file, or a mapping (validated)."""
-    if isinstance(protocol, Protocol):
-        return protocol
-    if isinstance(protocol, str | Path):
-        return load_protocol(protocol)
-    if isinstance(protocol, dict):
-        return validate_protocol(protocol, source="protocol")
-    raise ProtocolError(f"protocol: expected a file path, a mapping or a Protocol, got {type(protocol).__name__}.")
+    return accept(
+        protocol,
+        Protocol,
+        load_protocol,
+        lambda raw: validate_protocol(raw, source="protocol"),
+        ProtocolError,
+        "protocol: expected a file path, a mapping or a Protocol",
+    )
 
 
 def model_for(protocol: Protocol, prune: bool = True) -> ModelSpec:

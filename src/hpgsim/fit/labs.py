@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hpgsim.errors import FitError, HpgsimError, UnitError
-from hpgsim.protocol.schema import Protocol, load_protocol, validate_protocol
+from hpgsim.protocol.schema import Protocol, accept, load_protocol, validate_protocol
 from hpgsim.units import canonical_unit, to_canonical
 from hpgsim.yamlfile import read_yaml_file
 
@@ -335,10 +335,4 @@ def load_labs(path: str | Path) -> Labs:
 
 def as_labs(labs: Labs | str | Path | dict[str, Any]) -> Labs:
     """Accept a Labs, a labs file path or a mapping in the labs-file format."""
-    if isinstance(labs, Labs):
-        return labs
-    if isinstance(labs, str | Path):
-        return load_labs(labs)
-    if isinstance(labs, dict):
-        return validate_labs(labs)
-    raise FitError(f"labs: expected a labs file path, a mapping or a Labs, got {type(labs).__name__}.")
+    return accept(labs, Labs, load_labs, validate_labs, FitError, "labs: expected a labs file path, a mapping or a Labs")

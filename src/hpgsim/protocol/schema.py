@@ -9,14 +9,15 @@ A protocol is parsed in two steps: pydantic checks the structure (keys, types), 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pint
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hpgsim.errors import ProtocolError, UnitError
+from hpgsim.errors import HpgsimError, ProtocolError, UnitError
 from hpgsim.model.spec import ModelSpec, load_model
 from hpgsim.units import parse_quantity
 from hpgsim.yamlfile import read_yaml_file
@@ -227,6 +228,30 @@ def _validate_regimen(r: RegimenFile, i: int, duration_h: float, source: str, sp
         dose_text=str(r.dose),
         interval_h=interval_h,
     )
+
+
+_T = TypeVar("_T")
+
+
+def accept(
+    value: object,
+    cls: type[_T],
+    load: Callable[[str | Path], _T],
+    validate: Callable[[dict[str, Any]], _T],
+    error: type[HpgsimError],
+    expected: str,
+) -> _T:
+    """Accept a `cls` instance as is, a file path (read with `load`) or a mapping (checked with `validate`).
+
+    Anything else raises `error` with the message ``"{expected}, got {type name}."``.
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str | Path):
+        return load(value)
+    if isinstance(value, dict):
+        return validate(value)
+    raise error(f"{expected}, got {type(value).__name__}.")
 
 
 def load_protocol(path: str | Path, spec: ModelSpec | None = None) -> Protocol:

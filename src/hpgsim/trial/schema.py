@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from hpgsim.errors import HpgsimError, SpecError, UnitError
 from hpgsim.population.phenotypes import get_phenotype, phenotype_names
-from hpgsim.protocol.schema import Protocol, load_protocol, validate_protocol
+from hpgsim.protocol.schema import Protocol, accept, load_protocol, validate_protocol
 from hpgsim.units import CANONICAL, canonical_unit, to_canonical, to_hours
 from hpgsim.yamlfile import read_yaml_file
 
@@ -496,13 +496,14 @@ def load_trial(path: str | Path) -> Trial:
 
 def as_trial(trial: Trial | str | Path | dict[str, Any]) -> Trial:
     """Accept a Trial, a trial-file path or a mapping (protocol paths relative to the working directory)."""
-    if isinstance(trial, Trial):
-        return trial
-    if isinstance(trial, str | Path):
-        return load_trial(trial)
-    if isinstance(trial, dict):
-        return validate_trial(trial, source="trial")
-    raise SpecError(f"trial: expected a file path, a mapping or a Trial, got {type(trial).__name__}.")
+    return accept(
+        trial,
+        Trial,
+        load_trial,
+        lambda raw: validate_trial(raw, source="trial"),
+        SpecError,
+        "trial: expected a file path, a mapping or a Trial",
+    )
 
 
 def phenotype_statuses(trial: Trial) -> dict[str, str]:
