@@ -499,6 +499,18 @@ class Prediction:
         return out
 
 
+def _target_row(t: Target) -> dict[str, Any]:
+    """The columns of a target's row in prediction.json before its probabilities."""
+    return {
+        "target": t.text,
+        "quantity": t.quantity,
+        "op": t.op,
+        "threshold": t.threshold,
+        "unit": canonical_unit(t.quantity),
+        "day": t.day,
+    }
+
+
 def predict(
     fit: FitResult | str | Path,
     protocol: Any,
@@ -588,12 +600,7 @@ def predict(
             p_model = float(_compare(worst, t.op, t.threshold).mean())
             tres.append(
                 {
-                    "target": t.text,
-                    "quantity": t.quantity,
-                    "op": t.op,
-                    "threshold": t.threshold,
-                    "unit": canonical_unit(t.quantity),
-                    "day": None,
+                    **_target_row(t),
                     "probability": p_model,
                     "probability_model_value": p_model,
                     "how": "model value (no lab noise) at any day on treatment",
@@ -604,12 +611,7 @@ def predict(
         lab = observe(t.quantity, val, noise_rng, hour=8.0, age_years=float(patient["age"]))
         tres.append(
             {
-                "target": t.text,
-                "quantity": t.quantity,
-                "op": t.op,
-                "threshold": t.threshold,
-                "unit": canonical_unit(t.quantity),
-                "day": t.day,
+                **_target_row(t),
                 "probability": float(_compare(lab, t.op, t.threshold).mean()),
                 "probability_model_value": float(_compare(val, t.op, t.threshold).mean()),
                 "how": "a morning lab on that day (within-person and assay noise applied)",
