@@ -273,15 +273,7 @@ def render_html(res: TrialResult, fan: bytes, bars: bytes) -> str:
         parts.append(f"<img alt='responder rates' src='data:image/png;base64,{base64.b64encode(bars).decode()}'>")
     if len(res.subgroups):
         parts.append("<h2>Subgroups</h2><p>Subgroups by the measured baseline value (day 0) or the covariate.</p>")
-        cols = [
-            ("level", "subgroup"),
-            ("arm", "arm"),
-            ("n", "n"),
-            ("estimate", "estimate"),
-            ("ci", "95% CI"),
-            ("diff_vs_control", "vs control"),
-            ("diff_ci", "95% CI"),
-        ]
+        cols = [("level", "subgroup"), *endpoint_table_cols()]
         for (sg, kind, name), d in res.subgroups.groupby(["subgroup", "kind", "name"], sort=False):
             parts.append(
                 f"<h3>{html.escape(str(sg))}: {html.escape(str(name))}{' (rate)' if kind == 'responder' else ''}</h3>"
