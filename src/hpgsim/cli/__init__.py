@@ -38,6 +38,12 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+# Shared by the commands that simulate populations (validate, trial).
+SchedulerOption = Annotated[
+    str, typer.Option(help="'local' (--processes workers), 'processes:N' (Dask LocalCluster) or 'tcp://host:port' (Dask).")
+]
+
+
 class Units(StrEnum):
     conventional = "conventional"
     si = "si"
@@ -342,9 +348,7 @@ def validate(
     n: Annotated[int, typer.Option("--n", help="Virtual men per arm.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    scheduler: Annotated[
-        str, typer.Option(help="'local' (--processes workers), 'processes:N' (Dask LocalCluster) or 'tcp://host:port' (Dask).")
-    ] = "local",
+    scheduler: SchedulerOption = "local",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Simulate published studies with virtual cohorts; write per-observation results and print the score."""

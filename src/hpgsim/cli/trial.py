@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpgsim.cli import _run, app, console, err_console
+from hpgsim.cli import SchedulerOption, _run, app, console, err_console
 
 if TYPE_CHECKING:
     from hpgsim.trial.run import TrialResult
@@ -25,14 +25,13 @@ def trial_command(
     n: Annotated[int | None, typer.Option("--n", help="Men per arm (overrides n_per_arm).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the file's seed).")] = None,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    scheduler: Annotated[
-        str, typer.Option(help="'local' (--processes workers), 'processes:N' (Dask LocalCluster) or 'tcp://host:port' (Dask).")
-    ] = "local",
+    scheduler: SchedulerOption = "local",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run a virtual trial: endpoints, responder rates, subgroups, results.parquet, plots and report.html in --out."""
 
     def run() -> None:
+        from hpgsim.distributed import parse_scheduler
         from hpgsim.errors import SpecError
         from hpgsim.simulation import DISCLAIMER
         from hpgsim.trial.run import run_trial
@@ -40,8 +39,6 @@ def trial_command(
 
         if processes < 1:
             raise SpecError(f"--processes {processes}: must be at least 1.")
-        from hpgsim.distributed import parse_scheduler
-
         parse_scheduler(scheduler)  # a bad --scheduler fails before any work
         t = load_trial(trial_file).with_overrides(n, seed)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
