@@ -226,11 +226,9 @@ def test_tiny_trial_through_the_cli_writes_every_file(tmp_path, write_yaml):
     assert "responder rates" in res.output
 
 
-def test_same_seed_same_results_other_seed_other_men(tmp_path, write_yaml):
-    import hpgsim
-
-    write_yaml(AI, "ai.yaml")
-    design = _design(n_per_arm=4)
+def _two_week_design(n_per_arm: int) -> dict:
+    """The test design shortened to 2 weeks (control vs anastrozole), endpoints at day 14, no responders."""
+    design = _design(n_per_arm=n_per_arm)
     design["arms"][1]["protocol"] = {
         "duration": "2 week",
         "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}],
@@ -239,6 +237,14 @@ def test_same_seed_same_results_other_seed_other_men(tmp_path, write_yaml):
     for e in design["endpoints"]:
         e["day"] = 14
     design["responders"] = []
+    return design
+
+
+def test_same_seed_same_results_other_seed_other_men(tmp_path, write_yaml):
+    import hpgsim
+
+    write_yaml(AI, "ai.yaml")
+    design = _two_week_design(n_per_arm=4)
     a = hpgsim.trial(design, out=tmp_path / "a", processes=1)
     b = hpgsim.trial(design, out=tmp_path / "b", processes=1)
     pd.testing.assert_frame_equal(
@@ -285,15 +291,7 @@ def test_trial_on_a_two_worker_dask_cluster_gives_the_local_results(tmp_path, wr
     import hpgsim
 
     write_yaml(AI, "ai.yaml")
-    design = _design(n_per_arm=3)
-    design["arms"][1]["protocol"] = {
-        "duration": "2 week",
-        "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}],
-    }
-    design["arms"][0]["protocol"] = {"duration": "2 week"}
-    for e in design["endpoints"]:
-        e["day"] = 14
-    design["responders"] = []
+    design = _two_week_design(n_per_arm=3)
     local = hpgsim.trial(design, processes=1)
     dask = hpgsim.trial(design, processes=1, scheduler="processes:2")
     pd.testing.assert_frame_equal(local.per_man, dask.per_man)
