@@ -39,7 +39,7 @@ from hpgsim.population.phenotypes import Patient, get_phenotype, typical_patient
 from hpgsim.population.phenotypes import _raw as _phenotype_raw
 from hpgsim.simulation import simulate
 from hpgsim.validation.run import _per_unit, output_step_h
-from hpgsim.validation.score import LEVELS, _se
+from hpgsim.validation.score import LEVELS, tolerance
 from hpgsim.validation.studies import Study
 
 CALIBRATED_FILE = "calibrated.yaml"
@@ -167,20 +167,6 @@ def _single_stat(obs: Any, frame: Any) -> float | None:
     return float(days[m][hit[0]] - obs.from_day) if hit.size else None
 
 
-def _tolerance(obs: Any, base_obs: Any, n: int, n0: int) -> float:
-    """The validation score's tolerance for this observation (score.py), used as the residual scale."""
-    if obs.stat in LEVELS and base_obs is not None:
-        se = math.hypot(_se(obs, n), _se(base_obs, n0))
-        return max(1.96 * se, 0.25 * abs(obs.value - base_obs.value), 0.05 * abs(base_obs.value))
-    if obs.stat in LEVELS:
-        return max(1.96 * _se(obs, n), 0.20 * abs(obs.value))
-    if obs.stat == "percent_change":
-        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value), 5.0)
-    if obs.stat == "fold_change":
-        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value - 1.0), 0.1)
-    return 0.30 * abs(obs.value)
-
-
 def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float]) -> list[dict[str, Any]]:
     """Scaled residuals of one arm's calibratable observations for parameter values `theta`."""
     arm = study.data.arms[arm_index]
@@ -206,7 +192,7 @@ def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: 
                 None,
             )
         n = obs.n or arm.n
-        tol = _tolerance(obs, base, n, (base.n or arm.n) if base is not None else n)
+        tol = tolerance(obs, base, n, (base.n or arm.n) if base is not None else n)
         sim = _single_stat(obs, frame) if frame is not None else None
         if sim is not None and base is not None and frame is not None:
             sim0 = _single_stat(base, frame)

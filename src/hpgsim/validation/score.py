@@ -28,6 +28,25 @@ def _se(obs: Observation, n: int) -> float:
     return 0.0
 
 
+def tolerance(obs: Observation, base_obs: Observation | None, n: int, n0: int) -> float:
+    """How far a simulated value (or change) may be from the observed one and still count as within.
+
+    `base_obs` is the day-0 row of the same quantity and statistic for a later mean/median (the
+    comparison is then of changes from baseline); `n`, `n0` are the rows' sample sizes. Proportions use
+    the Wilson interval instead (in :func:`score_study`).
+    """
+    if obs.stat in LEVELS and base_obs is not None:
+        se = math.hypot(_se(obs, n), _se(base_obs, n0))
+        return max(1.96 * se, 0.25 * abs(obs.value - base_obs.value), 0.05 * abs(base_obs.value))
+    if obs.stat in LEVELS:
+        return max(1.96 * _se(obs, n), 0.20 * abs(obs.value))
+    if obs.stat == "percent_change":
+        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value), 5.0)
+    if obs.stat == "fold_change":
+        return max(1.96 * _se(obs, n), 0.25 * abs(obs.value - 1.0), 0.1)
+    return 0.30 * abs(obs.value)  # median times
+
+
 def score_study(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add `within`, `direction_right` (or None) and `rule` to each result row of one study."""
     out = []
@@ -57,23 +76,21 @@ def score_study(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]
                     o0, r0 = base
                     d_obs = obs.value - o0.value
                     d_sim = sim - r0["simulated"]
-                    se = math.hypot(_se(obs, n), _se(o0, o0.n or arm.n))
-                    tol = max(1.96 * se, 0.25 * abs(d_obs), 0.05 * abs(o0.value))
+                    tol = tolerance(obs, o0, n, o0.n or arm.n)
                     res.update(within=abs(d_sim - d_obs) <= tol, direction_right=(d_sim >= 0) == (d_obs >= 0), rule="change")
                 else:
-                    tol = max(1.96 * _se(obs, n), 0.20 * abs(obs.value))
+                    tol = tolerance(obs, None, n, n)
                     res.update(within=abs(sim - obs.value) <= tol, direction_right=None, rule="level")
             elif obs.stat in ("percent_change", "fold_change"):
                 ref = 0.0 if obs.stat == "percent_change" else 1.0
-                floor = 5.0 if obs.stat == "percent_change" else 0.1
-                tol = max(1.96 * _se(obs, n), 0.25 * abs(obs.value - ref), floor)
+                tol = tolerance(obs, None, n, n)
                 res.update(
                     within=abs(sim - obs.value) <= tol,
                     direction_right=(sim - ref >= 0) == (obs.value - ref >= 0),
                     rule="relative change",
                 )
             elif obs.stat == "median_time_to":
-                res.update(within=abs(sim - obs.value) <= 0.30 * abs(obs.value), direction_right=None, rule="median time")
+                res.update(within=abs(sim - obs.value) <= tolerance(obs, None, n, n), direction_right=None, rule="median time")
             else:
                 lo, hi = wilson_interval(obs.value, n)
                 res.update(within=lo - 0.05 <= sim <= hi + 0.05, direction_right=None, rule="proportion")
