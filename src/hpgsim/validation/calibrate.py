@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -278,26 +279,26 @@ def calibrate(
     """Fit the free parameters to `studies`; returns the fitted values, residuals before and after."""
     from scipy.optimize import least_squares
 
-    uncalibrated()
-    free = list(free) if free is not None else load_calibration_config()
-    x0 = np.log([f.prior for f in free])
-    lo = np.log([f.lower for f in free])
-    hi = np.log([f.upper for f in free])
-    with Objective(studies, free, processes) as obj:
-        before = obj.rows(x0)
+    with uncalibrated():
+        free = list(free) if free is not None else load_calibration_config()
+        x0 = np.log([f.prior for f in free])
+        lo = np.log([f.lower for f in free])
+        hi = np.log([f.upper for f in free])
+        with Objective(studies, free, processes) as obj:
+            before = obj.rows(x0)
 
-        def fun(x: np.ndarray) -> np.ndarray:
-            r = obj(x)
-            if progress:
-                progress(f"evaluation {obj.evaluations}: cost {0.5 * float(np.sum(np.minimum(r**2, 2 * np.abs(r)))):.2f}")
-            return r
+            def fun(x: np.ndarray) -> np.ndarray:
+                r = obj(x)
+                if progress:
+                    progress(f"evaluation {obj.evaluations}: cost {0.5 * float(np.sum(np.minimum(r**2, 2 * np.abs(r)))):.2f}")
+                return r
 
-        fit = least_squares(
-            fun, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, diff_step=0.02, max_nfev=max_iterations, x_scale=1.0
-        )
-        after = obj.rows(fit.x)
-        anchors = {a.parameter: (obj.last_anchors[a.parameter], obj.prior[a.parameter], a) for a in obj.anchors}
-        evaluations = obj.evaluations
+            fit = least_squares(
+                fun, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, diff_step=0.02, max_nfev=max_iterations, x_scale=1.0
+            )
+            after = obj.rows(fit.x)
+            anchors = {a.parameter: (obj.last_anchors[a.parameter], obj.prior[a.parameter], a) for a in obj.anchors}
+            evaluations = obj.evaluations
     # approximate posterior sd on the log scale from the Gauss-Newton Hessian (identifiability)
     try:
         cov = np.linalg.inv(fit.jac.T @ fit.jac)
@@ -334,11 +335,22 @@ def _phenotype_cache_clear() -> None:
     _phenotype_raw.cache_clear()
 
 
-def uncalibrated() -> None:
-    """Make this process and its workers use the uncalibrated model (the priors), not calibrated.yaml."""
+@contextmanager
+def uncalibrated() -> Iterator[None]:
+    """Within the block, this process and the workers it starts use the uncalibrated model (the priors)."""
+    before = os.environ.get(UNCALIBRATED_ENV)
     os.environ[UNCALIBRATED_ENV] = "1"
     load_model.cache_clear()
     _phenotype_cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(UNCALIBRATED_ENV, None)
+        else:
+            os.environ[UNCALIBRATED_ENV] = before
+        load_model.cache_clear()
+        _phenotype_cache_clear()
 
 
 def calibrated_path() -> Path:
