@@ -19,7 +19,7 @@ import pandas as pd
 from hpgsim.errors import HpgsimError
 from hpgsim.model.spec import load_model
 from hpgsim.protocol.schema import Protocol
-from hpgsim.validation.run import _per_unit, _statistic
+from hpgsim.validation.run import Cohort, _per_unit, _statistic
 from hpgsim.validation.studies import Study, load_studies, packaged_study_dir
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def compare_published(arms: list[ArmData], trial: Trial, studies: tuple[Study, .
                         note = f"only {int(keep.sum())} of our men pass the study's inclusion filters; all {keep.size} used"
                         keep[:] = True
                 idx = np.flatnonzero(keep)
-                frames = [d.results[i].observables for i in idx]
+                men = Cohort.from_frames([d.results[i].observables for i in idx])
                 ages = d.ages[idx]
                 for oi, obs in enumerate(sarm.observations):
                     if obs.quantity not in quantities or obs.day is None or obs.among is not None:
@@ -121,7 +121,7 @@ def compare_published(arms: list[ArmData], trial: Trial, studies: tuple[Study, .
                         obs_note = "; ".join(x for x in (note, f"ours read on day {horizon:g}, our last day") if x)
                         obs = obs.model_copy(update={"day": horizon})
                     rng = np.random.default_rng([trial.seed, d.index, ai, oi, 29])
-                    ours = _statistic(obs, frames, ages, rng)
+                    ours = _statistic(obs, men, ages, rng)
                     rows.append(
                         {
                             "study": st.id,

@@ -84,29 +84,69 @@ def _passes(man: Patient, study: Study, spec: Any) -> bool:
     return True
 
 
-def _at(frames: list[pd.DataFrame], quantity: str, day: float) -> np.ndarray:
-    """Each man's underlying value at `day` (linear interpolation between output days)."""
-    return np.array([np.interp(day, f.index.to_numpy(), f[quantity].to_numpy()) for f in frames])
+class Cohort:
+    """The men of one arm as arrays: each observable as a (n_men, n_days) matrix on the shared day grid.
+
+    Built once per arm from the per-man frames, so that a statistic and its 200 bootstrap resamples
+    are array indexing, not per-man pandas look-ups (which took most of a validation run).
+    """
+
+    def __init__(self, days: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        self.days = days
+        self._columns = columns
+
+    @classmethod
+    def from_frames(cls, frames: list[pd.DataFrame]) -> Cohort:
+        if not frames:
+            return cls(np.zeros(0), {})
+        days = frames[0].index.to_numpy(dtype=float)
+        names = list(frames[0].columns)
+        stacked = np.stack([f.to_numpy(dtype=float) for f in frames])  # (men, days, quantities)
+        return cls(days, {q: stacked[:, :, j] for j, q in enumerate(names)})
+
+    def __len__(self) -> int:
+        return next(iter(self._columns.values())).shape[0] if self._columns else 0
+
+    def take(self, idx: np.ndarray) -> Cohort:
+        """The men at positions `idx` (repeats allowed: a bootstrap resample)."""
+        return Cohort(self.days, {q: m[idx] for q, m in self._columns.items()})
+
+    def trajectories(self, quantity: str) -> np.ndarray:
+        """Underlying values, shape (n_men, n_days)."""
+        return self._columns[quantity]
+
+    def at(self, quantity: str, day: float) -> np.ndarray:
+        """Each man's underlying value at `day` (linear interpolation between output days, held at the ends)."""
+        m, d = self._columns[quantity], self.days
+        j = int(np.searchsorted(d, day))
+        if j < d.size and d[j] == day:
+            return m[:, j].copy()
+        if j == 0:
+            return m[:, 0].copy()
+        if j >= d.size:
+            return m[:, -1].copy()
+        slope = (m[:, j] - m[:, j - 1]) / (d[j] - d[j - 1])
+        return slope * (day - d[j - 1]) + m[:, j - 1]
 
 
-def _statistic(obs: Observation, frames: list[pd.DataFrame], ages: np.ndarray, rng: np.random.Generator) -> float:
+def _statistic(obs: Observation, men: Cohort, ages: np.ndarray, rng: np.random.Generator) -> float:
     q, unit = obs.quantity, obs.unit
     per = _per_unit(q, unit)
     if obs.stat in ("mean", "median", "geometric_mean"):
         assert obs.day is not None
-        vals = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages) / per
+        vals = labs.observe(q, men.at(q, obs.day), rng, age_years=ages) / per
         return stats.level(obs.stat, vals)
     if obs.stat in ("percent_change", "fold_change"):
         assert obs.day is not None
-        b = labs.observe(q, _at(frames, q, 0.0), rng, age_years=ages)
-        a = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages)
+        b = labs.observe(q, men.at(q, 0.0), rng, age_years=ages)
+        a = labs.observe(q, men.at(q, obs.day), rng, age_years=ages)
         return stats.change(obs.stat, b, a)
     if obs.stat in ("proportion_below", "proportion_above"):
         assert obs.day is not None and obs.threshold is not None
-        vals = labs.observe(q, _at(frames, q, obs.day), rng, age_years=ages) / per
+        vals = labs.observe(q, men.at(q, obs.day), rng, age_years=ages) / per
         return stats.proportion(vals, obs.threshold, below=obs.stat.endswith("below"))
-    days = frames[0].index.to_numpy()
-    traj = np.stack([f[q].to_numpy() for f in frames]) / per
+    days = men.days
+    traj = men.trajectories(q) / per
     if obs.stat == "median_time_to":
         below = obs.below is not None
         thr = obs.below if below else obs.above
@@ -116,17 +156,18 @@ def _statistic(obs: Observation, frames: list[pd.DataFrame], ages: np.ndarray, r
     return stats.cumulative(traj, days, obs.threshold, obs.stat.endswith("below"), obs.from_day, obs.day)
 
 
-def _among(obs: Observation, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+def _among(obs: Observation, men: Cohort) -> np.ndarray:
+    """Positions of the men an observation is restricted to (all men without `among`)."""
     a = obs.among
     if a is None:
-        return frames
-    vals = _at(frames, a.quantity, a.day) / _per_unit(a.quantity, a.unit)
-    keep = np.ones(len(frames), dtype=bool)
+        return np.arange(len(men))
+    vals = men.at(a.quantity, a.day) / _per_unit(a.quantity, a.unit)
+    keep = np.ones(len(men), dtype=bool)
     if a.below is not None:
         keep &= vals < a.below
     if a.above is not None:
         keep &= vals > a.above
-    return [f for f, k in zip(frames, keep, strict=True) if k]
+    return np.flatnonzero(keep)
 
 
 def output_step_h(study: Study, arm_index: int) -> float:
@@ -168,26 +209,27 @@ def run_study(
             rtol=VALIDATION_RTOL,
         )
         frames = [r.observables for r in results]
+        cohort = Cohort.from_frames(frames)
         ages = np.array([m.parameters["age"] for m in men])
         if bands is not None:
             for obs in arm.observations:
                 key = (arm.name, obs.quantity, obs.unit or "")
                 if obs.stat in ("mean", "median", "geometric_mean") and key not in bands:
-                    traj = np.stack([f[obs.quantity].to_numpy() for f in frames]) / _per_unit(obs.quantity, obs.unit)
+                    traj = cohort.trajectories(obs.quantity) / _per_unit(obs.quantity, obs.unit)
                     pct = np.percentile(traj, [5, 25, 50, 75, 95], axis=0).T
                     bands[key] = pd.DataFrame(pct, index=frames[0].index, columns=["p5", "p25", "p50", "p75", "p95"])
         for oi, obs in enumerate(arm.observations):
-            sub = _among(obs, frames)
-            sub_ages = ages[[i for i, f in enumerate(frames) if any(f is s for s in sub)]]
+            pos = _among(obs, cohort)
+            sub, sub_ages = cohort.take(pos), ages[pos]
             rng = np.random.default_rng([seed, ai, oi])
-            if not sub:
+            if not pos.size:
                 sim, ci = None, None
             else:
                 sim = _statistic(obs, sub, sub_ages, rng)
                 boot = []
                 for _ in range(BOOTSTRAP):
-                    idx = rng.integers(0, len(sub), len(sub))
-                    boot.append(_statistic(obs, [sub[i] for i in idx], sub_ages[idx], rng))
+                    idx = rng.integers(0, pos.size, pos.size)
+                    boot.append(_statistic(obs, sub.take(idx), sub_ages[idx], rng))
                 finite = np.array([b for b in boot if np.isfinite(b)])
                 ci = [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite.size else None
             rows.append(
@@ -201,7 +243,7 @@ def run_study(
                     "observed": obs.value,
                     "simulated": None if sim is None or not np.isfinite(sim) else float(sim),
                     "simulated_ci95": ci,
-                    "n_virtual": len(sub),
+                    "n_virtual": int(pos.size),
                 }
             )
     return rows
