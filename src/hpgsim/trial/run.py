@@ -101,7 +101,10 @@ def _baseline_spec() -> Any:
     return model_for(Protocol("baseline", 24.0, ()))
 
 
-def _passes(man: Patient, trial: Trial, spec: Any) -> bool:
+def _passes(man: Patient, trial: Trial, spec: Any, rng: np.random.Generator) -> bool:
+    """Whether the man's screening labs pass the inclusion filters: a screening lab is its own draw through
+    the observation model (at the trial's lab hour), so men selected on one low value regress towards
+    their mean by day 0, as in real trials. Age and BMI are taken as known."""
     if not trial.inclusion:
         return True
     base: pd.Series | None = None
@@ -113,7 +116,9 @@ def _passes(man: Patient, trial: Trial, spec: Any) -> bool:
                 p = man.vector(spec)
                 y0 = steady_state(spec, p, patient=man.name)
                 base = observe_states(spec, p, y0[None, :], np.array([0.0])).iloc[0]
-            v = float(base[f.quantity])
+            true = np.array([float(base[f.quantity])])
+            age = np.array([float(man.parameters["age"])])
+            v = float(labs.observe(f.quantity, true, rng, hour=trial.lab_hour, age_years=age)[0])
         if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
             return False
     return True
@@ -145,7 +150,7 @@ def draw_men(trial: Trial, arm_index: int) -> list[Patient]:
                 params["age"] = _draw_covariate(trial.age, params["age"], rng, 18.0)
                 params["bmi"] = _draw_covariate(trial.bmi, params["bmi"], rng, 15.0)
                 cand = replace(man, parameters=params)
-                if _passes(cand, trial, spec):
+                if _passes(cand, trial, spec, rng):
                     kept.append(cand)
                     if len(kept) == k:
                         break

@@ -58,7 +58,7 @@ def draw_cohort(study: Study, arm_index: int, n: int, seed: int, max_draws: int 
             if pop.bmi_kg_m2 is not None:
                 params["bmi"] = float(max(16.0, rng.normal(pop.bmi_kg_m2.mean, pop.bmi_kg_m2.sd or 0.0)))
             cand = replace(man, name=f"{study.id} arm {arm_index + 1} #{len(kept)}", parameters=params)
-            if _passes(cand, study, spec):
+            if _passes(cand, study, spec, rng):
                 kept.append(cand)
                 if len(kept) == n:
                     break
@@ -70,15 +70,23 @@ def draw_cohort(study: Study, arm_index: int, n: int, seed: int, max_draws: int 
     return kept
 
 
-def _passes(man: Patient, study: Study, spec: Any) -> bool:
+def _passes(man: Patient, study: Study, spec: Any, rng: np.random.Generator) -> bool:
+    """Whether the man's screening labs pass the study's inclusion filters.
+
+    A screening lab is a draw of its own through the observation model (morning, within-person
+    noise), as in a real trial: men enter on one measurement, so a cohort selected on a low value
+    regresses towards its mean by day 0 (Leder2004: entry T < 350 ng/dL, mean day-0 T 343).
+    """
     filters = study.data.population.inclusion
     if not filters:
         return True
     p = man.vector(spec)
     y0 = steady_state(spec, p, patient=man.name)
     base = observe_states(spec, p, y0[None, :], np.array([0.0])).iloc[0]
+    age = np.array([man.parameters["age"]])
     for f in filters:
-        v = float(base[f.quantity]) / _per_unit(f.quantity, f.unit)
+        v = float(labs.observe(f.quantity, np.array([float(base[f.quantity])]), rng, age_years=age)[0])
+        v /= _per_unit(f.quantity, f.unit)
         if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
             return False
     return True
