@@ -28,13 +28,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,16 @@ import pandas as pd
 from hpgsim.errors import HpgsimError, SimulationError
 from hpgsim.population.phenotypes import Patient
 from hpgsim.protocol.schema import Protocol
-from hpgsim.simulation import EngineName, SimulationResult, as_protocol, model_for, simulate, simulate_population
+from hpgsim.simulation import (
+    EngineName,
+    SimulationResult,
+    as_protocol,
+    drop_worker_pools,
+    model_for,
+    simulate,
+    simulate_population,
+    worker_pool,
+)
 
 MANIFEST = "manifest.json"
 FORMAT = "hpgsim-population-chunks/1"
@@ -259,11 +268,10 @@ def _run_inline(jobs: list[_Job], args: tuple[Any, ...], retries: int) -> Iterat
 
 
 def _run_pool(jobs: list[_Job], args: tuple[Any, ...], retries: int, workers: int) -> Iterator[_Done]:
-    # A fork server, never a fork of this process (it may hold JAX threads), as in simulate_population.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["hpgsim.simulation"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: dict[Future[list[SimulationResult]], tuple[int, list[Patient], int]] = {}
+    # the process-wide pool of hpgsim.simulation (fork server, kept between runs)
+    pool = worker_pool(workers)
+    pending: dict[Future[list[SimulationResult]], tuple[int, list[Patient], int]] = {}
+    try:
         for ci, men in jobs:
             pending[pool.submit(_solve_chunk_by_name, args[0], men, *args[1:])] = (ci, men, 0)
         while pending:
@@ -277,6 +285,12 @@ def _run_pool(jobs: list[_Job], args: tuple[Any, ...], retries: int, workers: in
                     pending[pool.submit(_solve_chunk_by_name, args[0], men, *args[1:])] = (ci, men, attempt + 1)
                 else:
                     yield ci, exc
+    except BrokenProcessPool:
+        drop_worker_pools()  # a worker died: the next run starts a fresh pool
+        raise
+    finally:
+        for fut in pending:  # an abandoned run (error or generator closed) leaves no work queued
+            fut.cancel()
 
 
 def _dask_client(sched: Scheduler) -> tuple[Any, Any]:

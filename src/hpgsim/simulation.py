@@ -196,6 +196,37 @@ def simulate(
     return SimulationResult(man.name, prot, obs, tuple(flags), spec.digest(), engine)
 
 
+_POOLS: dict[tuple[Any, ...], ProcessPoolExecutor] = {}
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool kept for the life of this process and reused by every population run.
+
+    Starting workers and loading the model in each costs about a second per run; a validation run makes
+    43 of them. Workers come from a fork server, never a fork of this process: this process may hold
+    JAX's threads (the JAX engine), and forking a multithreaded process can deadlock. The pool is keyed
+    by the HPGSIM_* environment (e.g. HPGSIM_UNCALIBRATED), which workers read when they start: a
+    changed environment, or a broken pool, gets a fresh one.
+    """
+    key = (workers, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("HPGSIM_"))))
+    pool = _POOLS.get(key)
+    if pool is not None and not getattr(pool, "_broken", False):
+        return pool
+    drop_worker_pools()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hpgsim.simulation"])
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    _POOLS[key] = pool
+    return pool
+
+
+def drop_worker_pools() -> None:
+    """Shut down the kept worker pools (a new run starts fresh workers)."""
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOLS.clear()
+
+
 def _simulate_one(args: tuple[Protocol, Patient, EngineName, float, float]) -> SimulationResult:
     prot, man, engine, step, rtol = args
     return simulate(prot, man, engine=engine, output_step_h=step, rtol=rtol)
@@ -229,15 +260,11 @@ def simulate_population(
     workers = min(processes, n, os.cpu_count() or 1)
     results: list[SimulationResult] = []
     chunk = max(1, n // (workers * 4))
-    # Workers come from a fork server, never a fork of this process: this process may hold JAX's
-    # threads (the JAX engine), and forking a multithreaded process can deadlock.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["hpgsim.simulation"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for i, res in enumerate(pool.map(_simulate_one, jobs, chunksize=chunk)):
-            results.append(res)
-            if progress:
-                progress(i + 1, n)
+    pool = worker_pool(workers)
+    for i, res in enumerate(pool.map(_simulate_one, jobs, chunksize=chunk)):
+        results.append(res)
+        if progress:
+            progress(i + 1, n)
     return results
 
 
