@@ -39,7 +39,7 @@ test: lint typecheck importlint $(STAMP)
 # docs/calibration_tables.md. Pitteloud2002 (two years of 90-minute boluses, 30 s per evaluation) is
 # validated but left out of the fit for cost (docs/calibration.md).
 calibrate: $(STAMP)
-	$(BIN)/hpgsim calibrate --exclude Pitteloud2002 --summary docs/calibration_tables.md
+	$(BIN)/hpgsim calibrate --exclude Pitteloud2002 --max-iterations 8 --summary docs/calibration_tables.md
 
 # The whole packaged study set at the default cohort size (200 men per arm): JSON + HTML report.
 validate: $(STAMP)

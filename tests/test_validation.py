@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from hpgsim.cli import app
+from hpgsim.engine.steady import steady_state
 from hpgsim.errors import SpecError
+from hpgsim.simulation import model_for, observe_states
 from hpgsim.validation.run import draw_cohort, run_study
 from hpgsim.validation.score import score_study, summarize
 from hpgsim.validation.studies import validate_study
@@ -176,3 +180,33 @@ def test_full_study_set_runs_and_directions_hold():
     s = summarize(scored)
     assert s["observations"] == 128
     assert s["direction_fraction"] >= 0.9  # before calibration: 60/61 at n = 30 (docs/validation.md)
+
+
+def test_cohort_arrays_interpolate_like_numpy():
+    from hpgsim.validation.run import Cohort
+
+    days = np.array([0.0, 1.0, 2.0, 5.0])
+    frames = [pd.DataFrame({"lh": v}, index=pd.Index(days, name="day")) for v in ([1.0, 2.0, 4.0, 8.0], [3.0, 3.0, 1.0, 0.0])]
+    men = Cohort.from_frames(frames)
+    for day in (0.0, 0.5, 2.0, 3.7, 5.0, 9.0):
+        expected = [np.interp(day, days, f["lh"].to_numpy()) for f in frames]
+        assert np.allclose(men.at("lh", day), expected)
+    assert np.array_equal(men.take(np.array([1, 1])).trajectories("lh"), np.stack([frames[1]["lh"]] * 2))
+
+
+def test_inclusion_filters_screen_a_noisy_lab_so_cohorts_regress_to_the_mean():
+    """Men enter on one screening lab: some whose true T is above an entry maximum get in (their
+    screening value was low), so the day-0 mean sits closer to the cut than a noise-free filter gives."""
+    raw = json.loads(json.dumps(STUDY))
+    raw["population"]["inclusion"] = [{"quantity": "total_testosterone", "unit": "ng/dL", "max": 400}]
+    st = validate_study(raw, "tiny.yaml")
+    men = draw_cohort(st, 0, 40, seed=3)
+    spec = model_for(st.protocols[0])
+    true_t = []
+    for m in men:
+        p = m.vector(spec)
+        true_t.append(
+            float(observe_states(spec, p, steady_state(spec, p)[None, :], np.array([0.0]))["total_testosterone"].iloc[0])
+        )
+    above = np.mean(np.array(true_t) > 400)
+    assert 0.0 < above < 0.5

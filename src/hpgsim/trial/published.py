@@ -18,6 +18,7 @@ import pandas as pd
 
 from hpgsim.errors import HpgsimError
 from hpgsim.model.spec import load_model
+from hpgsim.observe import labs
 from hpgsim.protocol.schema import Protocol
 from hpgsim.validation.run import Cohort, _per_unit, _statistic
 from hpgsim.validation.studies import Study, load_studies, packaged_study_dir
@@ -70,12 +71,14 @@ def drug_match(ours: Protocol, theirs: Protocol) -> str | None:
     return None
 
 
-def _passes(study: Study, data: ArmData) -> np.ndarray:
+def _passes(study: Study, data: ArmData, rng: np.random.Generator) -> np.ndarray:
+    """Our men whose screening labs (a draw of their own through the observation model, as in
+    hpgsim.validation) pass the study's inclusion filters."""
     keep = np.ones(len(data.men), dtype=bool)
     for f in study.data.population.inclusion:
         if f.quantity not in data.quantities:
             continue
-        v = data.true_at(f.quantity, 0.0) / _per_unit(f.quantity, f.unit)
+        v = labs.observe(f.quantity, data.true_at(f.quantity, 0.0), rng, age_years=data.ages) / _per_unit(f.quantity, f.unit)
         if f.min is not None:
             keep &= v >= f.min
         if f.max is not None:
@@ -97,7 +100,7 @@ def compare_published(arms: list[ArmData], trial: Trial, studies: tuple[Study, .
                 m = drug_match(d.arm.protocol, st.protocols[ai])
                 if m is None:
                     continue
-                keep = _passes(st, d)
+                keep = _passes(st, d, np.random.default_rng([trial.seed, d.index, ai, 31]))
                 note = ""
                 if st.data.population.inclusion:
                     if keep.sum() >= MIN_MEN:
