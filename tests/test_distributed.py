@@ -179,3 +179,15 @@ def test_existing_cluster_by_tcp_address(men, reference):
         res = run_population(PROTOCOL, men[:3], scheduler=cluster.scheduler_address, chunk_size=2)
         assert cluster.status.name == "running"
     _same(res, reference[:3])
+
+
+def test_worker_pool_is_kept_and_renewed_when_the_environment_changes(monkeypatch):
+    from hpgsim.simulation import worker_pool
+
+    a = worker_pool(2)
+    assert worker_pool(2) is a  # kept between population runs
+    monkeypatch.setenv("HPGSIM_UNCALIBRATED", "1")  # workers read HPGSIM_* when they start
+    b = worker_pool(2)
+    assert b is not a
+    monkeypatch.delenv("HPGSIM_UNCALIBRATED")
+    assert worker_pool(2) is not b
