@@ -9,6 +9,27 @@ from __future__ import annotations
 import numpy as np
 
 
+def at_day(days: np.ndarray, trajectories: np.ndarray, day: float) -> np.ndarray:
+    """Each man's value at `day`: linear interpolation between output days, held at the ends.
+
+    Row by row the same numbers as ``np.interp(day, days, row)``, for all men at once.
+
+    Args:
+        days: shape (n_days,), ascending.
+        trajectories: shape (n_men, n_days).
+    """
+    m, d = np.asarray(trajectories, dtype=float), np.asarray(days, dtype=float)
+    j = int(np.searchsorted(d, day))
+    if j < d.size and d[j] == day:
+        return m[:, j].copy()
+    if j == 0:
+        return m[:, 0].copy()
+    if j >= d.size:
+        return m[:, -1].copy()
+    slope = (m[:, j] - m[:, j - 1]) / (d[j] - d[j - 1])
+    return slope * (day - d[j - 1]) + m[:, j - 1]
+
+
 def level(stat: str, values: np.ndarray) -> float:
     """mean | median | geometric_mean of values, shape (n_men,)."""
     v = np.asarray(values, dtype=float)

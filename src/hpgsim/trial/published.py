@@ -109,7 +109,7 @@ def compare_published(arms: list[ArmData], trial: Trial, studies: tuple[Study, .
                         note = f"only {int(keep.sum())} of our men pass the study's inclusion filters; all {keep.size} used"
                         keep[:] = True
                 idx = np.flatnonzero(keep)
-                men = Cohort.from_frames([d.results[i].observables for i in idx])
+                men = Cohort.from_array(d.days, d.quantities, d.values[idx])
                 ages = d.ages[idx]
                 for oi, obs in enumerate(sarm.observations):
                     if obs.quantity not in quantities or obs.day is None or obs.among is not None:

@@ -21,6 +21,7 @@ import pandas as pd
 from hpgsim.engine.steady import steady_state
 from hpgsim.errors import SpecError
 from hpgsim.observe import labs
+from hpgsim.observe.stats import at_day
 from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
 from hpgsim.protocol.schema import Protocol, dose_flags
 from hpgsim.simulation import E2_LOW_PG_ML, SimulationResult, model_for, observe_states, simulate_population
@@ -66,7 +67,7 @@ class ArmData:
 
     def true_at(self, quantity: str, day: float) -> np.ndarray:
         """Each man's underlying value at `day` (linear interpolation between output rows), shape (n_men,)."""
-        return np.array([np.interp(day, self.days, row) for row in self.series(quantity)])
+        return at_day(self.days, self.series(quantity), day)
 
 
 def _seed_int(*keys: int) -> int:

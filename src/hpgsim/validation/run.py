@@ -95,48 +95,49 @@ def _passes(man: Patient, study: Study, spec: Any, rng: np.random.Generator) -> 
 
 
 class Cohort:
-    """The men of one arm as arrays: each observable as a (n_men, n_days) matrix on the shared day grid.
+    """The men of one arm as arrays: each observable a (n_men, n_days) matrix on the shared day grid.
 
-    Built once per arm from the per-man frames, so that a statistic and its 200 bootstrap resamples
-    are array indexing, not per-man pandas look-ups (which took most of a validation run).
+    Built once per arm, so that a statistic and its 200 bootstrap resamples are array indexing, not
+    per-man pandas look-ups (which took most of a validation run). A resample (`take`) keeps only the
+    men's positions; a quantity is indexed when a statistic reads it, so a resample never copies the
+    other quantities' trajectories.
     """
 
-    def __init__(self, days: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    def __init__(self, days: np.ndarray, columns: dict[str, np.ndarray], idx: np.ndarray | None = None) -> None:
         self.days = days
         self._columns = columns
+        self._idx = idx
+
+    @classmethod
+    def from_array(cls, days: np.ndarray, quantities: list[str], values: np.ndarray) -> Cohort:
+        """From values of shape (n_men, n_days, n_quantities)."""
+        return cls(np.asarray(days, dtype=float), {q: values[:, :, j] for j, q in enumerate(quantities)})
 
     @classmethod
     def from_frames(cls, frames: list[pd.DataFrame]) -> Cohort:
         if not frames:
             return cls(np.zeros(0), {})
-        days = frames[0].index.to_numpy(dtype=float)
-        names = list(frames[0].columns)
         stacked = np.stack([f.to_numpy(dtype=float) for f in frames])  # (men, days, quantities)
-        return cls(days, {q: stacked[:, :, j] for j, q in enumerate(names)})
+        return cls.from_array(frames[0].index.to_numpy(dtype=float), list(frames[0].columns), stacked)
 
     def __len__(self) -> int:
+        if self._idx is not None:
+            return int(self._idx.size)
         return next(iter(self._columns.values())).shape[0] if self._columns else 0
 
     def take(self, idx: np.ndarray) -> Cohort:
         """The men at positions `idx` (repeats allowed: a bootstrap resample)."""
-        return Cohort(self.days, {q: m[idx] for q, m in self._columns.items()})
+        return Cohort(self.days, self._columns, idx if self._idx is None else self._idx[idx])
 
     def trajectories(self, quantity: str) -> np.ndarray:
         """Underlying values, shape (n_men, n_days)."""
-        return self._columns[quantity]
+        m = self._columns[quantity]
+        return m if self._idx is None else m[self._idx]
 
     def at(self, quantity: str, day: float) -> np.ndarray:
         """Each man's underlying value at `day` (linear interpolation between output days, held at the ends)."""
-        m, d = self._columns[quantity], self.days
-        j = int(np.searchsorted(d, day))
-        if j < d.size and d[j] == day:
-            return m[:, j].copy()
-        if j == 0:
-            return m[:, 0].copy()
-        if j >= d.size:
-            return m[:, -1].copy()
-        slope = (m[:, j] - m[:, j - 1]) / (d[j] - d[j - 1])
-        return slope * (day - d[j - 1]) + m[:, j - 1]
+        v = stats.at_day(self.days, self._columns[quantity], day)
+        return v if self._idx is None else v[self._idx]
 
 
 def _statistic(obs: Observation, men: Cohort, ages: np.ndarray, rng: np.random.Generator) -> float:
