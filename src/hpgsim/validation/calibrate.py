@@ -20,7 +20,6 @@ with bounds (scipy ``least_squares``, trust-region reflective, finite-difference
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +37,7 @@ from hpgsim.errors import SimulationError, SpecError
 from hpgsim.model.spec import UNCALIBRATED_ENV, load_model
 from hpgsim.population.phenotypes import Patient, get_phenotype, typical_patient
 from hpgsim.population.phenotypes import _raw as _phenotype_raw
-from hpgsim.simulation import simulate
+from hpgsim.simulation import simulate, worker_pool
 from hpgsim.validation.run import _per_unit, output_step_h
 from hpgsim.validation.score import LEVELS, tolerance
 from hpgsim.validation.studies import Study
@@ -241,14 +240,13 @@ class Objective:
 
     def __enter__(self) -> Objective:
         if self.processes > 1:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["hpgsim.validation.calibrate"])
-            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx)
+            # the process-wide pool, keyed by the HPGSIM_* environment: inside `uncalibrated()` its
+            # workers run the uncalibrated model, and the next run outside gets fresh workers
+            self._pool = worker_pool(self.processes)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
+        self._pool = None
 
     def theta(self, x: np.ndarray) -> dict[str, float]:
         return {f.name: float(math.exp(v)) for f, v in zip(self.free, x, strict=True)}
