@@ -145,6 +145,23 @@ def test_gonadorelin_pump_restores_t_then_sperm_in_gnrh_deficiency():
     assert df.sperm_concentration.loc[546] > 2.0  # 2 M/mL at a median 12 months (ConcordCohort)
 
 
+def test_gnrh_boluses_prime_the_pituitary_of_a_gnrh_deficient_man():
+    # RepetitiveGnRH_IHH: 50 ug IV every 4 h; the LH response grows from 8.3 to 14.6 IU/L over a week
+    # and basal FSH rises from 2.8 to 13.6 IU/L. An unstimulated pituitary stores little LH (first
+    # response well below a healthy man's ~22 IU/L), and repeated pulses restore its synthesis.
+    df = _run(
+        [{"drug": "gonadorelin", "dose": "50 ug", "every": "4 h", "stop": "7.01 day", "route": "iv"}],
+        "7.1 day",
+        "hypogonadotropic_hypogonadism",
+        step=0.25,
+    )
+    first = df.lh.loc[0:0.2].max()
+    last = df.lh.loc[7.0:7.1].max()
+    assert 4 <= first <= 15
+    assert last > 1.4 * first
+    assert df.fsh.loc[6.9:7.0].iloc[-1] > 2 * df.fsh.iloc[0]  # before dose 43
+
+
 def test_continuous_gnrh_flares_then_desensitises():
     df = _run([{"drug": "gonadorelin", "dose": "20 ug", "every": "10 min", "route": "sc"}], "4 week", step=3.0)
     lh = df.lh / df.lh.iloc[0]

@@ -209,10 +209,17 @@ def test_compiled_model_cache_gives_the_same_trajectory(tmp_path, monkeypatch):
     y0 = steady_state(spec, p)
     sch = build_schedule(spec, prot)
     grid = output_grid(prot.duration_h)
-    fresh = RoadRunnerEngine(spec)  # compiles and writes the cache
+    atol = tolerances(spec, y0, sch, 1e-6)
+
+    def engine() -> RoadRunnerEngine:
+        e = RoadRunnerEngine(spec)
+        e.set_tolerances(1e-6, atol)  # per-state tolerances, as every simulation sets them
+        return e
+
+    fresh = engine()  # compiles and writes the cache
     assert _cache_file(spec).is_file()
-    cached = RoadRunnerEngine(spec)  # loads it
+    cached = engine()  # loads it
     np.testing.assert_array_equal(fresh.solve(p, y0, sch, grid), cached.solve(p, y0, sch, grid))
     _cache_file(spec).write_bytes(b"garbage")  # a broken entry is rebuilt, not fatal
-    rebuilt = RoadRunnerEngine(spec)
+    rebuilt = engine()
     np.testing.assert_array_equal(fresh.solve(p, y0, sch, grid), rebuilt.solve(p, y0, sch, grid))
