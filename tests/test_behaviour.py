@@ -114,7 +114,7 @@ def test_sperm_output_falls_after_a_month_then_steeply(te_course):
 @pytest.mark.xfail(
     strict=True,
     reason="known miss: the model's ITT dose-response to low-dose hCG on TE is steeper than Coviello2005's "
-    "(500 IU every other day: +68% vs +26% observed); see docs/validation.md",
+    "(500 IU every other day: typical man +71% vs +26% observed); see docs/validation.md",
 )
 def test_low_dose_hcg_keeps_itt_near_baseline_on_te():
     te = _run([{"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week"}], "3 week")
