@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -116,20 +117,29 @@ def _truncated_normal(rng: np.random.Generator, d: dict[str, float], n: int) -> 
     return out
 
 
+def _stream(seed: int, name: str) -> np.random.Generator:
+    """The random stream of one named quantity: stable across runs, platforms and model versions."""
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, key])
+
+
 def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
     """Draw `n` men: age and BMI from truncated normals, parameters log-normal around the typical values.
 
     The median of each log-normal is the typical value; sigma = sqrt(log(1 + cv^2)).
+
+    Each quantity (age, BMI, each parameter) has its own random stream, keyed by the seed and its name
+    (common random numbers): adding a variable parameter to the model, or changing one cv, leaves every
+    other man's draws unchanged, so two model versions are compared on the same men.
     """
     if n < 1:
         raise SpecError(f"--n must be at least 1, got {n}.")
     ph = get_phenotype(phenotype)
-    rng = np.random.default_rng(seed)
-    ages = _truncated_normal(rng, ph.age, n)
-    bmis = _truncated_normal(rng, ph.bmi, n)
+    ages = _truncated_normal(_stream(seed, "age"), ph.age, n)
+    bmis = _truncated_normal(_stream(seed, "bmi"), ph.bmi, n)
     names = sorted(ph.cv)
     sig = np.array([np.sqrt(np.log1p(ph.cv[k] ** 2)) for k in names])
-    z = rng.standard_normal((n, len(names)))
+    z = np.column_stack([_stream(seed, k).standard_normal(n) for k in names]) if names else np.zeros((n, 0))
     patients = []
     for i in range(n):
         params = dict(ph.typical)
