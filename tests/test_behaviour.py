@@ -39,6 +39,23 @@ def test_healthy_baseline_labs_are_in_the_published_ranges(baseline):
     assert b.te_ratio > 10
 
 
+def test_a_man_without_leydig_function_keeps_adrenal_t_and_e2():
+    """Orchiectomy leaves T ~15 ng/dL (Oefelein 2000); goserelin leaves E2 ~5 pg/mL, which letrozole lowers
+    further (PMC5792144): extragonadal steroid production that LH does not drive and aromatase inhibitors do."""
+    from hpgsim.population.phenotypes import Patient, typical_patient
+
+    man = typical_patient("healthy")
+    castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
+    df = simulate({"duration": "4 week"}, patient=castrate).observables
+    assert 10 <= df.total_testosterone.iloc[0] <= 25
+    assert 3 <= df.estradiol.iloc[0] <= 8
+    assert df.lh.iloc[0] > 3 * 4.8  # no T or E2 feedback: LH far above the typical man's 4.8 IU/L
+    let = simulate(
+        {"duration": "4 week", "regimens": [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]}, patient=castrate
+    ).observables
+    assert let.estradiol.loc[28] < 0.5 * df.estradiol.iloc[0]
+
+
 def test_anastrozole_lowers_e2_and_raises_t_lh_fsh():
     df = _run([{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}])
     assert 0.40 <= _ratio(df, "estradiol", 84) <= 0.75  # E2 down 25-60%
