@@ -31,6 +31,7 @@ _START = {
     "testis_maturation": 0.9,
     "gnrh_priming": 0.127,
     "leydig_induction": 0.4,
+    "leydig_adaptation": 0.2,
     "leydig_receptor": 0.9,
 }
 
