@@ -130,8 +130,12 @@ def solve_states(
 
 
 def observe_states(spec: ModelSpec, params: np.ndarray, states: np.ndarray, times_h: np.ndarray) -> pd.DataFrame:
-    """Canonical observables of a state trajectory (n_times, n_states) as a DataFrame indexed by day."""
-    obs = np.asarray(numpy_functions(spec).observe(states.T, params), dtype=float)
+    """Canonical observables of a state trajectory (n_times, n_states) as a DataFrame indexed by day.
+
+    Every observable is a level or a ratio of levels, so it is non-negative; values within solver tolerance
+    of zero that come out negative (e.g. -2e-21 M/mL sperm in an untreated GnRH-deficient man) are shown as 0.
+    """
+    obs = np.maximum(np.asarray(numpy_functions(spec).observe(states.T, params), dtype=float), 0.0)
     df = pd.DataFrame(obs.T, columns=spec.observable_names)
     df.insert(0, "day", np.asarray(times_h) / 24.0)
     return df.set_index("day")
