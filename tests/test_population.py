@@ -57,6 +57,12 @@ def test_a_new_variable_parameter_leaves_the_other_draws_unchanged(monkeypatch):
     assert sample_patients("healthy", 50, seed=4)[0].parameters != before[0].parameters
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "7"])
+def test_a_bad_seed_is_named_in_the_error(seed):
+    with pytest.raises(SpecError, match="--seed must be a non-negative integer"):
+        sample_patients("healthy", 5, seed=seed)
+
+
 def test_patient_file_overrides_parameters(write_yaml):
     f = write_yaml("name: John\nphenotype: healthy\nparameters:\n  sperm_production_capacity: 50\n")
     man = load_patient(f)

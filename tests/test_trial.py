@@ -152,6 +152,7 @@ def test_valid_design_converts_units_and_normalises_the_mixture():
         ({"endpoints": [{"quantity": "estradiol", "day": 90, "statistic": "mean"}]}, ["endpoints[0]", "day", "90", "28"]),
         ({"endpoints": [{"quantity": "lh", "day": 28, "statistic": "proportion_above"}]}, ["endpoints[0]", "threshold"]),
         ({"responders": [{"name": "x", "all": [{"quantity": "lh", "day": 28}]}]}, ["responders[0]", "bound"]),
+        ({"seed": -3}, ["'seed'", "greater than or equal to 0", "-3"]),
     ],
 )
 def test_bad_trial_files_name_key_value_and_fix(change, fragments):
@@ -161,6 +162,12 @@ def test_bad_trial_files_name_key_value_and_fix(change, fragments):
     assert msg.startswith("my_trial.yaml")
     for frag in fragments:
         assert frag in msg, msg
+
+
+def test_a_negative_seed_override_is_refused():
+    trial = validate_trial(_design(), source="my_trial.yaml")
+    with pytest.raises(SpecError, match="--seed -1: must be a non-negative integer"):
+        trial.with_overrides(seed=-1)
 
 
 def test_exactly_one_control_arm_is_required():

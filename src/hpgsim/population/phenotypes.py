@@ -134,6 +134,8 @@ def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
     """
     if n < 1:
         raise SpecError(f"--n must be at least 1, got {n}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise SpecError(f"--seed must be a non-negative integer, got {seed!r}; use e.g. --seed 0.")
     ph = get_phenotype(phenotype)
     ages = _truncated_normal(_stream(seed, "age"), ph.age, n)
     bmis = _truncated_normal(_stream(seed, "bmi"), ph.bmi, n)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpgsim.errors import HpgsimError, SpecError, UnitError
 from hpgsim.population.phenotypes import get_phenotype, phenotype_names
@@ -147,7 +147,7 @@ class SubgroupFile(_Model):
 class TrialFile(_Model):
     name: str
     description: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     n_per_arm: int
     output_step: str | float = "1 day"
     lab_hour: float = 8.0
@@ -261,6 +261,8 @@ class Trial:
 
         if n is not None and not (1 <= n <= MAX_MEN_PER_ARM):
             raise SpecError(f"--n {n}: must be between 1 and {MAX_MEN_PER_ARM} men per arm.")
+        if seed is not None and seed < 0:
+            raise SpecError(f"--seed {seed}: must be a non-negative integer; use e.g. --seed 0.")
         return replace(self, n_per_arm=self.n_per_arm if n is None else n, seed=self.seed if seed is None else seed)
 
 
