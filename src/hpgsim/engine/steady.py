@@ -32,6 +32,7 @@ _START = {
     "gnrh_priming": 0.127,
     "leydig_induction": 0.4,
     "leydig_adaptation": 0.2,
+    "leydig_adaptation_1": 0.2,
     "leydig_receptor": 0.9,
 }
 
