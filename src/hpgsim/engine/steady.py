@@ -77,8 +77,16 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             res = root(f_phys, x0, method="hybr", options={"xtol": 1e-13})
-            x = res.x if res.success else x0
-            resid = float(np.max(np.abs(f_phys(x)) / np.maximum(np.abs(x), 1.0)))
+
+            def scaled(z: np.ndarray) -> float:
+                r = float(np.max(np.abs(f_phys(z)) / np.maximum(np.abs(z), 1.0)))
+                return r if np.isfinite(r) else np.inf
+
+            # hybr can stop with "not making good progress" at a point whose residual is already at
+            # rounding level (a slowly regressing testis after the 40-year fallback): judge the point,
+            # not the flag, and keep whichever of the two is closer to equilibrium.
+            x = res.x if np.all(np.isfinite(res.x)) and scaled(res.x) < scaled(x0) else x0
+            resid = scaled(x)
         ok = np.all(np.isfinite(x)) and resid <= tol and not np.any(x < -1e-9)
         return x, (resid if ok else np.inf)
 
