@@ -117,3 +117,68 @@ def test_all_seven_design_phenotypes_exist():
 )
 def test_typical_man_of_each_phenotype_has_its_defining_labs(phenotype, check):
     assert check(_baseline(phenotype))
+
+
+IHH = "hypogonadotropic_hypogonadism"
+
+
+def test_subgroup_takes_its_share_and_its_factors():
+    """GnRH-deficient men: 22% make no sperm on gonadotropins (Muir meta-analysis: 78% reach > 0 M/mL)."""
+    (group,) = get_phenotype(IHH).subgroups
+    assert group.share == pytest.approx(0.22)
+    men = sample_patients(IHH, 2000, seed=1)
+    members = [m for m in men if f"({group.name})" in m.name]
+    assert abs(len(members) / len(men) - 0.22) < 0.03
+    assert all(m.parameters["sperm_production_capacity"] == 0.0 for m in members)
+    others = [m for m in men if m not in members]
+    assert all(m.parameters["sperm_production_capacity"] > 0 for m in others)
+    assert typical_patient(IHH).parameters["sperm_production_capacity"] > 0  # the typical man is a responder
+
+
+def test_a_subgroup_leaves_every_other_draw_unchanged(monkeypatch):
+    """Membership has its own random stream: without the subgroup the same men keep all their other draws."""
+    import dataclasses
+
+    from hpgsim.population import phenotypes
+
+    with_group = sample_patients(IHH, 200, seed=5)
+    plain = dataclasses.replace(get_phenotype(IHH), subgroups=())
+    monkeypatch.setattr(phenotypes, "get_phenotype", lambda name: plain)
+    without = sample_patients(IHH, 200, seed=5)
+    changed = 0
+    for a, b in zip(with_group, without, strict=True):
+        assert {k: v for k, v in a.parameters.items() if k != "sperm_production_capacity"} == {
+            k: v for k, v in b.parameters.items() if k != "sperm_production_capacity"
+        }
+        changed += a.parameters["sperm_production_capacity"] != b.parameters["sperm_production_capacity"]
+    assert 20 <= changed <= 70
+
+
+@pytest.mark.parametrize(
+    "subgroups, fragment",
+    [
+        ([{"name": "g", "share": 1.2, "parameters": {"leydig_capacity": {"factor": 0.5}}}], "'share' must be a fraction"),
+        ([{"name": "g", "share": 0.2, "parameters": {"no_such": {"factor": 0.5}}}], "unknown parameter 'no_such'"),
+        ([{"name": "g", "share": 0.2, "parameters": {"leydig_capacity": {"factor": -1}}}], "non-negative 'factor'"),
+        ([{"name": "g", "share": 0.2, "parameters": {}}], "at least one parameter"),
+        ([{"share": 0.2}], "needs a 'name'"),
+        (
+            [
+                {"name": "a", "share": 0.6, "parameters": {"leydig_capacity": {"factor": 0.5}}},
+                {"name": "b", "share": 0.5, "parameters": {"leydig_capacity": {"factor": 0.5}}},
+            ],
+            "add up to 1.1",
+        ),
+    ],
+)
+def test_bad_subgroups_are_named(monkeypatch, subgroups, fragment):
+    import copy
+
+    from hpgsim.population import phenotypes
+
+    raw = copy.deepcopy(phenotypes._raw())
+    raw["healthy"]["subgroups"] = subgroups
+    monkeypatch.setattr(phenotypes, "_raw", lambda: raw)
+    with pytest.raises(SpecError, match="phenotype 'healthy'") as err:
+        get_phenotype("healthy")
+    assert fragment in str(err.value)

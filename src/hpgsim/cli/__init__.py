@@ -332,10 +332,14 @@ def phenotypes(
                 t.add_row(q, unit_of(q), f"{col[0]:.3g}", med, rng)
             console.print(t)
             console.print(
-                f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; "
-                f"source: {ph.source}\n",
+                f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; source: {ph.source}",
                 highlight=False,
             )
+            for g in ph.subgroups:
+                changes = ", ".join(f"{k} x{f:g}" for k, f in g.factors.items())
+                line = f"  subgroup {g.name}: {100 * g.share:g}% of the men ({changes}); source: {g.source}"
+                console.print(line, highlight=False)
+            console.print()
 
     _run(debug, run)
 

@@ -19,6 +19,19 @@ from hpgsim.yamlfile import read_yaml_file
 
 
 @dataclass(frozen=True)
+class Subgroup:
+    """A share of a phenotype's men whose parameters differ by fixed factors (a mixture component).
+
+    For example the ~22% of GnRH-deficient men whose testes make no sperm on gonadotropins.
+    """
+
+    name: str
+    share: float  # fraction of the phenotype's men, 0 < share < 1
+    factors: dict[str, float]  # parameter -> multiplier on the man's drawn value
+    source: str
+
+
+@dataclass(frozen=True)
 class Phenotype:
     """A phenotype: covariate distributions and typical parameter values with CVs."""
 
@@ -30,6 +43,7 @@ class Phenotype:
     bmi: dict[str, float]
     typical: dict[str, float]  # parameter -> typical value (model default unless overridden)
     cv: dict[str, float]  # parameter -> log-normal CV
+    subgroups: tuple[Subgroup, ...] = ()  # the typical man belongs to none of them
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,7 @@ def get_phenotype(name: str) -> Phenotype:
             typical[par] = typical[par] * float(d["value"])
     typical["age"] = float(r["age_years"]["median"])
     typical["bmi"] = float(r["bmi_kg_m2"]["median"])
+    subgroups = _subgroups(name, r.get("subgroups"), spec)
     return Phenotype(
         name=name,
         description=str(r["description"]),
@@ -98,7 +113,40 @@ def get_phenotype(name: str) -> Phenotype:
         bmi={k: float(v) for k, v in r["bmi_kg_m2"].items()},
         typical=typical,
         cv=cv,
+        subgroups=subgroups,
     )
+
+
+def _subgroups(phenotype: str, raw: Any, spec: ModelSpec) -> tuple[Subgroup, ...]:
+    """Parse and check a phenotype's `subgroups` list (errors name the phenotype, subgroup and field)."""
+    if raw is None:
+        return ()
+    where = f"phenotypes.yaml: phenotype {phenotype!r}"
+    if not isinstance(raw, list):
+        raise SpecError(f"{where}: 'subgroups' must be a list of {{name, share, parameters, source}}, got {raw!r}")
+    out = []
+    for i, g in enumerate(raw):
+        if not isinstance(g, dict) or "name" not in g:
+            raise SpecError(f"{where}: subgroup {i + 1} needs a 'name' (and share, parameters, source), got {g!r}")
+        label = f"{where}, subgroup {g['name']!r}"
+        share = g.get("share")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+            raise SpecError(f"{label}: 'share' must be a fraction between 0 and 1 (e.g. 0.2), got {share!r}")
+        factors = {}
+        for pname, pdef in (g.get("parameters") or {}).items():
+            if pname not in spec.parameters:
+                raise SpecError(f"{label}: unknown parameter {pname!r}")
+            f = pdef.get("factor") if isinstance(pdef, dict) else None
+            if isinstance(f, bool) or not isinstance(f, int | float) or f < 0:
+                raise SpecError(f"{label}: parameter {pname!r} needs a non-negative 'factor', got {pdef!r}")
+            factors[pname] = float(f)
+        if not factors:
+            raise SpecError(f"{label}: 'parameters' must change at least one parameter by a factor")
+        out.append(Subgroup(name=str(g["name"]), share=float(share), factors=factors, source=str(g.get("source", ""))))
+    total = sum(g.share for g in out)
+    if total >= 1:
+        raise SpecError(f"{where}: the subgroup shares add up to {total:g}; they must leave a share (< 1) for the rest")
+    return tuple(out)
 
 
 def typical_patient(phenotype: str) -> Patient:
@@ -131,6 +179,9 @@ def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
     Each quantity (age, BMI, each parameter) has its own random stream, keyed by the seed and its name
     (common random numbers): adding a variable parameter to the model, or changing one cv, leaves every
     other man's draws unchanged, so two model versions are compared on the same men.
+
+    A phenotype's subgroups (mixture components) take their shares of the men, chosen by a stream of their
+    own; a man in a subgroup has its factors applied to his drawn values and its name in his label.
     """
     if n < 1:
         raise SpecError(f"--n must be at least 1, got {n}.")
@@ -142,6 +193,7 @@ def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
     names = sorted(ph.cv)
     sig = np.array([np.sqrt(np.log1p(ph.cv[k] ** 2)) for k in names])
     z = np.column_stack([_stream(seed, k).standard_normal(n) for k in names]) if names else np.zeros((n, 0))
+    member = _subgroup_members(ph, _stream(seed, "subgroup").random(n)) if ph.subgroups else [None] * n
     patients = []
     for i in range(n):
         params = dict(ph.typical)
@@ -149,8 +201,20 @@ def sample_patients(phenotype: str, n: int, seed: int = 0) -> list[Patient]:
             params[k] = ph.typical[k] * float(np.exp(sig[j] * z[i, j]))
         params["age"] = float(ages[i])
         params["bmi"] = float(bmis[i])
-        patients.append(Patient(name=f"{phenotype} #{i}", parameters=params, phenotype=phenotype))
+        label = f"{phenotype} #{i}"
+        group = member[i]
+        if group is not None:
+            for k, f in group.factors.items():
+                params[k] *= f
+            label += f" ({group.name})"
+        patients.append(Patient(name=label, parameters=params, phenotype=phenotype))
     return patients
+
+
+def _subgroup_members(ph: Phenotype, u: np.ndarray) -> list[Subgroup | None]:
+    """Each man's subgroup (None: the main group) from one uniform draw per man."""
+    edges = np.cumsum([g.share for g in ph.subgroups])
+    return [ph.subgroups[int(np.searchsorted(edges, x, side="right"))] if x < edges[-1] else None for x in u]
 
 
 def load_patient(path: str | Path) -> Patient:
