@@ -85,8 +85,8 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
             # hybr can stop with "not making good progress" at a point whose residual is already at
             # rounding level (a slowly regressing testis after the 40-year fallback): judge the point,
             # not the flag, and keep whichever of the two is closer to equilibrium.
-            x = res.x if np.all(np.isfinite(res.x)) and scaled(res.x) < scaled(x0) else x0
-            resid = scaled(x)
+            r_start, r_root = scaled(x0), scaled(res.x) if np.all(np.isfinite(res.x)) else np.inf
+            x, resid = (res.x, r_root) if r_root < r_start else (x0, r_start)
         ok = np.all(np.isfinite(x)) and resid <= tol and not np.any(x < -1e-9)
         return x, (resid if ok else np.inf)
 
