@@ -65,6 +65,38 @@ def test_anastrozole_lowers_e2_and_raises_t_lh_fsh():
     assert _ratio(df, "lh", 84) > 1.1 and _ratio(df, "fsh", 84) > 1.05
 
 
+def test_testosterone_add_back_with_aromatase_blocked_halves_lh_and_fsh():
+    """T suppresses LH and FSH without aromatisation: T infused at 15 mg/day for 4 days under testolactone,
+    E2 unchanged, LH 14.5 -> 8.0 and FSH 9.9 -> 5.8 IU/L (x0.55, x0.59; physiology.yaml feedback_experiments,
+    testosterone_infusion_with_aromatase_blocked). Here: letrozole for 14 days, with testosterone gel 150 mg/day
+    (15 mg absorbed) on the last 4."""
+    let = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]
+    alone = _run(let, "14 day").loc[14.0]
+    t_on = _run([*let, {"drug": "testosterone_gel", "dose": "150 mg", "every": "1 day", "start": "10 day"}], "14 day")
+    with_t = t_on.loc[14.0]
+    assert 0.3 <= with_t.lh / alone.lh <= 0.8
+    assert 0.3 <= with_t.fsh / alone.fsh <= 0.85
+    assert 0.85 <= with_t.estradiol / alone.estradiol <= 1.2  # aromatase blocked: E2 barely moves
+
+
+def test_estradiol_patch_adds_its_dose_to_serum_e2():
+    """Mass balance of the E2 patch (feedback experiments): in a man without Leydig function (no T-derived E2
+    to fall), 100 ug/day at the E2 clearance of 66.7 L/h adds 100e6 pg / 1.6e6 mL = 62.5 pg/mL on average over
+    a day (the skin reservoir makes the daily input swing between 0.78 and 1.26 of its mean)."""
+    from hpgsim.population.phenotypes import Patient, typical_patient
+
+    man = typical_patient("healthy")
+    castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
+    df = simulate(
+        {"duration": "28 day", "regimens": [{"drug": "estradiol_patch", "dose": "100 ug", "every": "1 day"}]},
+        patient=castrate,
+        output_step_h=1.0,
+    ).observables
+    last_day = df.loc[(df.index >= 27.0) & (df.index < 28.0), "estradiol"]
+    added = float(last_day.mean() - df.estradiol.iloc[0])
+    assert 55 <= added <= 70
+
+
 def test_letrozole_suppresses_e2_more_than_anastrozole():
     ana = _run([{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}], "4 week")
     let = _run([{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}], "4 week")

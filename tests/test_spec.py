@@ -19,6 +19,7 @@ DRUGS = {
     "testosterone_cypionate",
     "testosterone_enanthate",
     "testosterone_gel",
+    "estradiol_patch",  # feedback experiments (E2 add-back), not a fertility drug
 }
 
 REQUIRED_STATES = {
