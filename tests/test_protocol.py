@@ -108,3 +108,18 @@ def test_doses_outside_the_studied_range_are_flagged_not_rejected():
     assert len(flags) == 1 and "outside the range the model was validated on" in flags[0]
     ok = validate_protocol({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}]})
     assert dose_flags(ok) == []
+
+
+def test_a_drug_caveat_is_flagged_on_every_protocol_that_uses_it():
+    p = validate_protocol(
+        {
+            "duration": "4 week",
+            "regimens": [
+                {"drug": "estradiol_patch", "dose": "50 ug", "every": "1 day"},
+                {"drug": "estradiol_patch", "dose": "50 ug", "every": "1 day", "start": "1 week"},
+            ],
+        }
+    )
+    flags = dose_flags(p)
+    assert len(flags) == 1 and flags[0].startswith("estradiol_patch: for feedback experiments")
+    assert "overstated" in flags[0]

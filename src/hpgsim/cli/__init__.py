@@ -286,6 +286,8 @@ def drugs(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False)
             )
             if d.note:
                 console.print(f"  note: {d.note}", highlight=False)
+            if d.caveat:
+                console.print(f"  caveat (flagged on every result that uses it): {d.caveat}", highlight=False)
             console.print()
 
     _run(debug, run)

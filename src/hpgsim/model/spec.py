@@ -79,6 +79,7 @@ class Drug:
     studied_source: str
     concentration_outputs: tuple[str, ...]
     note: str = ""
+    caveat: str = ""  # a limit of the drug's model; flagged on every result that uses the drug
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,7 +236,8 @@ def _load_drug(
         studied_max=float(studied["max"]),
         studied_source=str(studied.get("source", "")),
         concentration_outputs=tuple(c.name for c in concs),
-        note=str(raw.get("dose_note", raw.get("caveat", ""))),
+        note=str(raw.get("dose_note", "")),
+        caveat=str(raw.get("caveat", "")),
     )
     return drug, states, params, dict(raw.get("rates", {})), concs, dict(raw.get("effects") or {})
 

@@ -265,7 +265,7 @@ def load_protocol(path: str | Path, spec: ModelSpec | None = None) -> Protocol:
 
 
 def dose_flags(protocol: Protocol, spec: ModelSpec | None = None) -> list[str]:
-    """Flags for doses outside the range the model was validated on (they still run)."""
+    """Flags for doses outside the range the model was validated on (they still run), and each used drug's caveat."""
     spec = spec or load_model()
     flags = []
     for r in protocol.regimens:
@@ -276,4 +276,7 @@ def dose_flags(protocol: Protocol, spec: ModelSpec | None = None) -> list[str]:
                 f"{d.studied_min:g}-{d.studied_max:g} {d.dose_unit} ({d.studied_source}): outside the range the model "
                 "was validated on"
             )
+    for name in dict.fromkeys(r.drug for r in protocol.regimens):
+        if spec.drugs[name].caveat:
+            flags.append(f"{name}: {spec.drugs[name].caveat}")
     return flags
