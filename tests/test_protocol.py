@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpgsim.errors import ProtocolError
-from hpgsim.protocol.schema import dose_flags, load_protocol, validate_protocol
+from hpgsim.protocol.schema import load_protocol, protocol_flags, validate_protocol
 
 
 def test_daily_regimen_expands_to_doses_before_stop():
@@ -104,10 +104,10 @@ def test_missing_file_and_malformed_yaml(tmp_path, write_yaml):
 
 def test_doses_outside_the_studied_range_are_flagged_not_rejected():
     p = validate_protocol({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "20 mg", "every": "1 day"}]})
-    flags = dose_flags(p)
+    flags = protocol_flags(p)
     assert len(flags) == 1 and "outside the range the model was validated on" in flags[0]
     ok = validate_protocol({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}]})
-    assert dose_flags(ok) == []
+    assert protocol_flags(ok) == []
 
 
 def test_a_drug_caveat_is_flagged_on_every_protocol_that_uses_it():
@@ -120,6 +120,6 @@ def test_a_drug_caveat_is_flagged_on_every_protocol_that_uses_it():
             ],
         }
     )
-    flags = dose_flags(p)
+    flags = protocol_flags(p)
     assert len(flags) == 1 and flags[0].startswith("estradiol_patch: for feedback experiments")
     assert "overstated" in flags[0]

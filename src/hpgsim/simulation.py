@@ -23,7 +23,7 @@ from hpgsim.engine.steady import steady_state
 from hpgsim.errors import HpgsimError, ProtocolError
 from hpgsim.model.spec import ModelSpec, drug_dependencies, load_model
 from hpgsim.population.phenotypes import Patient, typical_patient
-from hpgsim.protocol.schema import Protocol, accept, dose_flags, load_protocol, validate_protocol
+from hpgsim.protocol.schema import Protocol, accept, load_protocol, protocol_flags, validate_protocol
 
 EngineName = Literal["roadrunner", "jax"]
 E2_LOW_PG_ML = 10.0
@@ -143,7 +143,7 @@ def observe_states(spec: ModelSpec, params: np.ndarray, states: np.ndarray, time
 
 def result_flags(protocol: Protocol, observables: pd.DataFrame, phenotype: str | None, spec: ModelSpec) -> list[str]:
     """Flags attached to a result: validated-range checks and estradiol over-suppression."""
-    flags = dose_flags(protocol, spec)
+    flags = protocol_flags(protocol, spec)
     e2 = observables["estradiol"]
     on = e2[e2.index > 0]
     if len(on) and float(on.min()) < E2_LOW_PG_ML:

@@ -264,7 +264,7 @@ def load_protocol(path: str | Path, spec: ModelSpec | None = None) -> Protocol:
     return validate_protocol(raw, source=str(path), spec=spec)
 
 
-def dose_flags(protocol: Protocol, spec: ModelSpec | None = None) -> list[str]:
+def protocol_flags(protocol: Protocol, spec: ModelSpec | None = None) -> list[str]:
     """Flags for doses outside the range the model was validated on (they still run), and each used drug's caveat."""
     spec = spec or load_model()
     flags = []

@@ -23,7 +23,7 @@ from hpgsim.errors import SpecError
 from hpgsim.observe import labs
 from hpgsim.observe.stats import at_day
 from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
-from hpgsim.protocol.schema import Protocol, dose_flags
+from hpgsim.protocol.schema import Protocol, protocol_flags
 from hpgsim.simulation import E2_LOW_PG_ML, SimulationResult, model_for, observe_states, simulate_population
 from hpgsim.trial import stats as ts
 from hpgsim.trial.schema import COVARIATES, Arm, RangeFile, Trial, as_trial
@@ -424,7 +424,7 @@ def _bands(arms: list[ArmData], trial: Trial) -> pd.DataFrame:
 def _flags(arms: list[ArmData], trial: Trial) -> list[str]:
     out = []
     for d in arms:
-        for f in dose_flags(d.arm.protocol):
+        for f in protocol_flags(d.arm.protocol):
             out.append(f"arm '{d.arm.name}': {f}")
     for name in trial.phenotypes:
         status = get_phenotype(name).status
