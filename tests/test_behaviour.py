@@ -9,11 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hpgsim.population.phenotypes import Patient, typical_patient
 from hpgsim.simulation import simulate
 
 
 def _run(regimens: list[dict], duration: str = "12 week", phenotype: str = "healthy", step: float = 24.0) -> pd.DataFrame:
     return simulate({"duration": duration, "regimens": regimens}, phenotype=phenotype, output_step_h=step).observables
+
+
+def _castrate() -> Patient:
+    """The typical healthy man without Leydig function (T and E2 from extragonadal precursors only)."""
+    man = typical_patient("healthy")
+    return Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
 
 
 def _ratio(df: pd.DataFrame, q: str, day: float) -> float:
@@ -42,10 +49,7 @@ def test_healthy_baseline_labs_are_in_the_published_ranges(baseline):
 def test_a_man_without_leydig_function_keeps_adrenal_t_and_e2():
     """Orchiectomy leaves T ~15 ng/dL (Oefelein 2000); goserelin leaves E2 ~5 pg/mL, which letrozole lowers
     further (PMC5792144): extragonadal steroid production that LH does not drive and aromatase inhibitors do."""
-    from hpgsim.population.phenotypes import Patient, typical_patient
-
-    man = typical_patient("healthy")
-    castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
+    castrate = _castrate()
     df = simulate({"duration": "4 week"}, patient=castrate).observables
     assert 10 <= df.total_testosterone.iloc[0] <= 25
     assert 3 <= df.estradiol.iloc[0] <= 8
@@ -83,10 +87,7 @@ def test_estradiol_patch_adds_its_dose_to_serum_e2():
     """Mass balance of the E2 patch (feedback experiments): in a man without Leydig function (no T-derived E2
     to fall), 100 ug/day at the E2 clearance of 66.7 L/h adds 100e6 pg / 1.6e6 mL = 62.5 pg/mL on average over
     a day (the skin reservoir makes the daily input swing between 0.78 and 1.26 of its mean)."""
-    from hpgsim.population.phenotypes import Patient, typical_patient
-
-    man = typical_patient("healthy")
-    castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
+    castrate = _castrate()
     df = simulate(
         {"duration": "28 day", "regimens": [{"drug": "estradiol_patch", "dose": "100 ug", "every": "1 day"}]},
         patient=castrate,
