@@ -122,4 +122,4 @@ def test_a_drug_caveat_is_flagged_on_every_protocol_that_uses_it():
     )
     flags = protocol_flags(p)
     assert len(flags) == 1 and flags[0].startswith("estradiol_patch: for feedback experiments")
-    assert "overstated" in flags[0]
+    assert "not a treatment of male infertility" in flags[0]
