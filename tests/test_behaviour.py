@@ -112,6 +112,20 @@ def test_estradiol_add_back_in_gnrh_deficient_men_on_fixed_gnrh_acts_modestly_on
     assert 0.6 <= with_e2.lh / alone.lh <= 0.95
 
 
+def test_testosterone_acts_on_the_pituitary_through_aromatisation():
+    """In GnRH-deficient men on fixed GnRH (the pituitary isolated), T add-back lowers LH only when aromatase
+    is free (Pitteloud 2008, physiology.yaml feedback_experiments): at the model's pituitary T acts only as
+    estradiol, from serum and (since 2026-11-27) made locally from T, and letrozole blocks both."""
+    hh = "hypogonadotropic_hypogonadism"
+    pump = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
+    let = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day", "start": "56 day"}]
+    gel = [{"drug": "testosterone_gel", "dose": "100 mg", "every": "1 day", "start": "63 day"}]
+    free = _run(pump + gel, "70 day", hh).loc[70.0].lh / _run(pump, "70 day", hh).loc[70.0].lh
+    blocked = _run(pump + let + gel, "70 day", hh).loc[70.0].lh / _run(pump + let, "70 day", hh).loc[70.0].lh
+    assert free < 0.7
+    assert blocked > free + 0.2
+
+
 def test_estradiol_patch_adds_its_dose_to_serum_e2():
     """Mass balance of the E2 patch (feedback experiments): in a man without Leydig function (no T-derived E2
     to fall), 100 ug/day at the E2 clearance of 66.7 L/h adds 100e6 pg / 1.6e6 mL = 62.5 pg/mL on average over
