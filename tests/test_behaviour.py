@@ -101,27 +101,36 @@ def test_estradiol_add_back_under_letrozole_lowers_t_about_five_fold():
     assert high.total_testosterone > 80  # suppressed, not castrate (179 ng/dL published)
 
 
-def test_estradiol_add_back_in_gnrh_deficient_men_on_fixed_gnrh_acts_modestly_on_the_pituitary():
+# A GnRH-deficient man on a GnRH pump: the pituitary under fixed GnRH (Pitteloud 2008's design).
+PUMP = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
+GNRH_DEFICIENT = "hypogonadotropic_hypogonadism"
+
+
+@pytest.fixture(scope="module")
+def on_pump() -> pd.Series:
+    """The typical GnRH-deficient man after 70 days on the pump alone."""
+    return _run(PUMP, "70 day", GNRH_DEFICIENT).loc[70.0]
+
+
+def test_estradiol_add_back_in_gnrh_deficient_men_on_fixed_gnrh_acts_modestly_on_the_pituitary(on_pump):
     """GnRH-deficient men on fixed exogenous GnRH isolate the pituitary: an E2 patch of 37.5 ug/day lowered
     LH pulse amplitude 14.7 -> 12 IU/L, by about a fifth (Pitteloud 2008, physiology.yaml feedback_experiments).
     Here the mean LH of the typical GnRH-deficient man on a pump, after a week of the patch."""
-    pump = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
-    alone = _run(pump, "70 day", "hypogonadotropic_hypogonadism").loc[70.0]
-    with_e2 = _run([*pump, _patch(37.5, "63 day")], "70 day", "hypogonadotropic_hypogonadism").loc[70.0]
-    assert with_e2.estradiol > alone.estradiol + 5
-    assert 0.6 <= with_e2.lh / alone.lh <= 0.95
+    with_e2 = _run([*PUMP, _patch(37.5, "63 day")], "70 day", GNRH_DEFICIENT).loc[70.0]
+    assert with_e2.estradiol > on_pump.estradiol + 5
+    assert 0.6 <= with_e2.lh / on_pump.lh <= 0.95
 
 
-def test_testosterone_acts_on_the_pituitary_through_aromatisation():
+def test_testosterone_acts_on_the_pituitary_through_aromatisation(on_pump):
     """In GnRH-deficient men on fixed GnRH (the pituitary isolated), T add-back lowers LH only when aromatase
     is free (Pitteloud 2008, physiology.yaml feedback_experiments): at the model's pituitary T acts only as
     estradiol, from serum and (since 2026-11-27) made locally from T, and letrozole blocks both."""
-    hh = "hypogonadotropic_hypogonadism"
-    pump = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
     let = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day", "start": "56 day"}]
     gel = [{"drug": "testosterone_gel", "dose": "100 mg", "every": "1 day", "start": "63 day"}]
-    free = _run(pump + gel, "70 day", hh).loc[70.0].lh / _run(pump, "70 day", hh).loc[70.0].lh
-    blocked = _run(pump + let + gel, "70 day", hh).loc[70.0].lh / _run(pump + let, "70 day", hh).loc[70.0].lh
+    free = _run(PUMP + gel, "70 day", GNRH_DEFICIENT).loc[70.0].lh / on_pump.lh
+    blocked = (
+        _run(PUMP + let + gel, "70 day", GNRH_DEFICIENT).loc[70.0].lh / _run(PUMP + let, "70 day", GNRH_DEFICIENT).loc[70.0].lh
+    )
     assert free < 0.7
     assert blocked > free + 0.2
 
@@ -225,9 +234,7 @@ def test_low_dose_hcg_keeps_itt_near_baseline_on_te():
 
 
 def test_gonadorelin_pump_restores_t_then_sperm_in_gnrh_deficiency():
-    df = _run(
-        [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}], "78 week", "hypogonadotropic_hypogonadism"
-    )
+    df = _run(PUMP, "78 week", GNRH_DEFICIENT)
     assert df.total_testosterone.iloc[0] < 150 and df.lh.iloc[0] < 1.5  # untreated: low T, low LH
     assert df.sperm_concentration.iloc[0] < 0.01  # never-stimulated testes: azoospermic
     normal_day = float(df.index[np.argmax(df.total_testosterone.to_numpy() > 300)])
