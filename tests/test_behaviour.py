@@ -187,7 +187,7 @@ def test_testosterone_enanthate_suppresses_gonadotropins_and_itt(te_course):
     assert (on.lh / df.lh.iloc[0]).max() < 0.10  # LH below 10% from week 3 (also at troughs)
     # FSH: 3% of baseline at week 3 (Coviello2005), below the assay limit at troughs (Wallace1993). The
     # model's troughs are 10-12% (0.5 IU/L; 6% before the E2-feedback change of 2026-11-27), because its
-    # inhibin B collapses on TE (159 -> 7 pg/mL; published: a 2.5-fold fall) and stops restraining FSH
+    # inhibin B collapses on TE (159 -> 7.5 pg/mL; published: a 2.5-fold fall) and stops restraining FSH
     # (docs/model.md, known weak points). The weekly mean stays below 10%.
     fsh = on.fsh / df.fsh.iloc[0]
     assert fsh.max() < 0.15

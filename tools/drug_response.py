@@ -2,6 +2,7 @@
 
     python tools/drug_response.py                      # the packaged (calibrated) model
     python tools/drug_response.py enclomiphene_ki=0.8  # one-off parameter overrides (model units)
+    python tools/drug_response.py phenotype=subfertile_low_te  # the typical man of another phenotype
 
 Overrides that move the untreated baseline re-solve the calibration's baseline anchors first, as
 `hpgsim calibrate` does. Quoted in docs/calibration.md and the enclomiphene drug file.
@@ -22,12 +23,14 @@ QUANTITIES = ["total_testosterone", "free_testosterone", "lh", "fsh", "estradiol
 
 def main(argv: list[str]) -> None:
     warnings.filterwarnings("ignore")
-    over = {k: float(v) for k, v in (a.split("=", 1) for a in argv)}
-    man = typical_patient("healthy")
+    pairs = dict(a.split("=", 1) for a in argv)
+    phenotype = pairs.pop("phenotype", "healthy")
+    over = {k: float(v) for k, v in pairs.items()}
+    man = typical_patient(phenotype)
     params = {**man.parameters, **over}
     if over:
         params.update(solve_anchors(over, {k: man.parameters[k] for k in over}, load_anchors()))
-    patient = Patient("typical healthy", params, "healthy")
+    patient = Patient(f"typical {phenotype}", params, phenotype)
     print("fold change at day 84, daily dosing: " + ", ".join(QUANTITIES))
     for drug, dose in REGIMENS:
         protocol = {"duration": "84 day", "regimens": [{"drug": drug, "dose": dose, "every": "1 day"}]}

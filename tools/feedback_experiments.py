@@ -9,6 +9,10 @@
 3. GnRH-deficient men on fixed exogenous GnRH (testosterone_and_estradiol_add_back_after_ketoconazole,
    Pitteloud 2008): an E2 patch of 37.5 ug/day lowered LH pulse amplitude 14.7 -> 12 IU/L (x0.82); T's
    pituitary action needs aromatization (no number in the abstract).
+4. Measured beside them (docs/model.md): letrozole 2.5 mg/day for 28 days in the typical healthy man
+   (TSjoen2005: T x1.99-2.46, LH x4.2-4.4, E2 x0.38-0.54); TE 200 mg/week for 26 weeks, LH and FSH at the
+   weekly troughs from week 3 (Coviello2005 at week 3: x0.05, x0.03) and inhibin B (Wallace 1993: a
+   2.5-fold fall); and a man without Leydig function (LH and FSH with no gonadal feedback).
 Values at day 28 (1), day 14 (2) and day 70 (3), read at the morning dose time. The patch is given as an
 eighth of its daily dose every 3 h (the near-constant input of a worn patch). Quoted in docs/model.md.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 
+from hpgsim.population.phenotypes import Patient, typical_patient
 from hpgsim.simulation import simulate
 
 LETROZOLE = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]
@@ -69,6 +74,23 @@ def main() -> None:
     print(f"  + T gel 100 mg/day:     {folds(pump, day([*PUMP, gel], '70 day', 70.0, hh))}")
     pump_let = day(PUMP + let, "70 day", 70.0, hh)
     print(f"  + T gel under letrozole (vs letrozole alone): {folds(pump_let, day([*PUMP, *let, gel], '70 day', 70.0, hh))}")
+
+    print("4. Measured beside them")
+    obs = simulate({"duration": "28 day", "regimens": LETROZOLE}, phenotype="healthy").observables
+    print(f"  letrozole 2.5 mg/day, day 28: {folds(dict(obs[QUANTITIES].iloc[0]), dict(obs[QUANTITIES].loc[28.0]))}")
+    te = {"duration": "26 week", "regimens": [{"drug": "testosterone_enanthate", "dose": "200 mg", "every": "1 week"}]}
+    obs = simulate(te, phenotype="healthy").observables
+    troughs = obs.loc[21.0:182.0:7]  # the morning of each weekly dose, read before it
+    lh, fsh = (troughs[q] / obs[q].iloc[0] for q in ("lh", "fsh"))
+    print(
+        f"  TE 200 mg/week, troughs from week 3: LH x{lh.min():.2f}-{lh.max():.2f}, FSH x{fsh.min():.2f}-{fsh.max():.2f}; "
+        f"inhibin B {obs.inhibin_b.iloc[0]:.0f} -> {obs.inhibin_b.loc[35.0]:.1f} pg/mL at week 5"
+    )
+    man = typical_patient("healthy")
+    castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
+    c = simulate({"duration": "1 day"}, patient=castrate).observables.iloc[0]
+    b = simulate({"duration": "1 day"}, patient=man).observables.iloc[0]
+    print(f"  no Leydig function: LH {c.lh:.0f} IU/L (x{c.lh / b.lh:.0f}), FSH {c.fsh:.0f} IU/L (x{c.fsh / b.fsh:.0f})")
 
 
 if __name__ == "__main__":
