@@ -53,7 +53,12 @@ def test_a_man_without_leydig_function_keeps_adrenal_t_and_e2():
     df = simulate({"duration": "4 week"}, patient=castrate).observables
     assert 10 <= df.total_testosterone.iloc[0] <= 25
     assert 3 <= df.estradiol.iloc[0] <= 8
-    assert df.lh.iloc[0] > 3 * 4.8  # no T or E2 feedback: LH far above the typical man's 4.8 IU/L
+    # No T or E2 feedback: LH far above the typical man's 4.8 IU/L, but within the pituitary's range. Without
+    # gonadal steroids men raise LH about threefold within days (ketoconazole: x2.6 at 150 h, x3 at 3-4 days;
+    # physiology.yaml feedback_experiments) and several-fold after castration; the model's steady state is
+    # x9 (LH) and x15 (FSH). Before the fifth session of 2026-11-27 it was x26 and x33: the baseline sat deep in the E2 curve.
+    assert 3 * 4.8 < df.lh.iloc[0] < 15 * 4.8
+    assert df.fsh.iloc[0] < 25 * 4.5
     let = simulate(
         {"duration": "4 week", "regimens": [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]}, patient=castrate
     ).observables
@@ -185,13 +190,15 @@ def test_testosterone_enanthate_suppresses_gonadotropins_and_itt(te_course):
     df = te_course
     on = df.loc[21:182]
     assert (on.lh / df.lh.iloc[0]).max() < 0.10  # LH below 10% from week 3 (also at troughs)
-    # FSH: 3% of baseline at week 3 (Coviello2005), below the assay limit at troughs (Wallace1993). The
-    # model's troughs are 10-12% (0.5 IU/L; 6% before the E2-feedback change of 2026-11-27), because its
-    # inhibin B collapses on TE (159 -> 7.5 pg/mL; published: a 2.5-fold fall) and stops restraining FSH
-    # (docs/model.md, known weak points). The weekly mean stays below 10%.
+    # FSH: 3% of baseline at week 3 (Coviello2005), below the assay limit at troughs (Wallace1993); the
+    # model's troughs are 7-8% (10-12% before the fifth session of 2026-11-27, when its inhibin B collapsed on TE)
     fsh = on.fsh / df.fsh.iloc[0]
-    assert fsh.max() < 0.15
-    assert fsh.mean() < 0.10
+    assert fsh.max() < 0.10
+    # inhibin B is only partly gonadotropin dependent: 75% of baseline after gonadotropin and spermatogenic
+    # suppression by T plus a progestin (Matthiesson 2003); the model keeps about half (it fell to 5% before)
+    inh = on.inhibin_b / df.inhibin_b.iloc[0]
+    assert inh.min() > 0.3
+    assert inh.max() < 0.9
     assert (on.intratesticular_testosterone / df.intratesticular_testosterone.iloc[0]).max() < 0.10  # ITT down > 90%
     assert on.total_testosterone.min() > df.total_testosterone.iloc[0]  # while serum T stays high
 

@@ -107,11 +107,11 @@ def test_all_seven_design_phenotypes_exist():
         ("primary_hypogonadism", lambda b: b.total_testosterone < 350 and b.lh > 10 and b.fsh > 12 and b.inhibin_b < 125),
         # FSH low-normal, LH far lower: untreated GnRH-deficient men 2.8 +/- 0.4 IU/L (RepetitiveGnRH_IHH)
         # T and E2 castrate but not zero: adrenal androgens and their aromatisation remain (orchiectomy
-        # ~15 ng/dL, Oefelein 2000; goserelin E2 ~5 pg/mL, PMC5792144); inhibin B low without germ cells
-        # (untreated Kallmann < 10 pg/mL; the model's ~18 is a known excess, docs/model.md)
+        # ~15 ng/dL, Oefelein 2000; goserelin E2 ~5 pg/mL, PMC5792144); inhibin B undetectable from a
+        # never-stimulated testis (untreated Kallmann < 10 pg/mL, physiology.yaml inhibin_b)
         (
             "hypogonadotropic_hypogonadism",
-            lambda b: 5 < b.total_testosterone < 50 and 2 < b.estradiol < 10 and b.lh < 1.5 and b.fsh < 3.5 and b.inhibin_b < 30,
+            lambda b: 5 < b.total_testosterone < 50 and 2 < b.estradiol < 10 and b.lh < 1.5 and b.fsh < 3.5 and b.inhibin_b < 10,
         ),
     ],
 )

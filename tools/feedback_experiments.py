@@ -11,8 +11,11 @@
    pituitary action needs aromatization (no number in the abstract).
 4. Measured beside them (docs/model.md): letrozole 2.5 mg/day for 28 days in the typical healthy man
    (TSjoen2005: T x1.99-2.46, LH x4.2-4.4, E2 x0.38-0.54); TE 200 mg/week for 26 weeks, LH and FSH at the
-   weekly troughs from week 3 (Coviello2005 at week 3: x0.05, x0.03) and inhibin B (Wallace 1993: a
-   2.5-fold fall); and a man without Leydig function (LH and FSH with no gonadal feedback).
+   weekly troughs from week 3 (Coviello2005 at week 3: x0.05, x0.03) and inhibin B (75% of baseline after
+   gonadotropin suppression by T plus a progestin, Matthiesson 2003); a man whose Leydig steroidogenesis is
+   blocked to 2% from day 0 (ketoconazole, physiology.yaml ketoconazole_castration_inhibin_b: at 150 h T 38
+   ng/dL, E2 x0.38, LH x2.6, FSH x2.0, inhibin B x0.74; Pitteloud 2008: LH x3 by days 3-4); and a man without
+   Leydig function (LH and FSH with no gonadal feedback).
 Values at day 28 (1), day 14 (2) and day 70 (3), read at the morning dose time. The patch is given as an
 eighth of its daily dose every 3 h (the near-constant input of a worn patch). Quoted in docs/model.md.
 """
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import warnings
 
+from hpgsim.engine.schedule import build_schedule, output_grid
+from hpgsim.engine.steady import steady_state
 from hpgsim.population.phenotypes import Patient, typical_patient
-from hpgsim.simulation import simulate
+from hpgsim.simulation import as_protocol, model_for, observe_states, simulate, solve_states
 
 LETROZOLE = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]
 PUMP = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
@@ -44,6 +49,18 @@ def fmt(v: dict[str, float]) -> str:
 
 def folds(a: dict[str, float], b: dict[str, float]) -> str:
     return ", ".join(f"{q} x{b[q] / a[q]:.2f}" for q in QUANTITIES)
+
+
+def blocked_from_day_0(man: Patient, leydig_factor: float, days: float) -> dict[str, list[float]]:
+    """The man at his steady state, then Leydig capacity x `leydig_factor` from day 0 (a steroidogenesis block)."""
+    prot = as_protocol({"duration": f"{days} day"})
+    spec = model_for(prot)
+    y0 = steady_state(spec, man.vector(spec), patient=man.name)
+    blocked = Patient("blocked", {**man.parameters, "leydig_capacity": man.parameters["leydig_capacity"] * leydig_factor})
+    p = blocked.vector(spec)
+    times = output_grid(prot.duration_h, 6.0)
+    obs = observe_states(spec, p, solve_states(spec, p, y0, build_schedule(spec, prot), times, patient="blocked"), times)
+    return {q: [float(obs[q].iloc[0]), float(obs[q].loc[3.5]), float(obs[q].loc[6.25])] for q in [*QUANTITIES, "inhibin_b"]}
 
 
 def main() -> None:
@@ -82,9 +99,17 @@ def main() -> None:
     obs = simulate(te, phenotype="healthy").observables
     troughs = obs.loc[21.0:182.0:7]  # the morning of each weekly dose, read before it
     lh, fsh = (troughs[q] / obs[q].iloc[0] for q in ("lh", "fsh"))
+    inhb = obs.inhibin_b
     print(
         f"  TE 200 mg/week, troughs from week 3: LH x{lh.min():.2f}-{lh.max():.2f}, FSH x{fsh.min():.2f}-{fsh.max():.2f}; "
-        f"inhibin B {obs.inhibin_b.iloc[0]:.0f} -> {obs.inhibin_b.loc[35.0]:.1f} pg/mL at week 5"
+        f"inhibin B {inhb.iloc[0]:.0f} -> {inhb.loc[35.0]:.1f} pg/mL at week 5, {inhb.loc[182.0]:.1f} at week 26"
+    )
+    k = blocked_from_day_0(typical_patient("healthy"), 0.02, 7.0)
+    print(
+        f"  Leydig steroidogenesis blocked to 2% (ketoconazole-like): T {k['total_testosterone'][0]:.0f} -> "
+        f"{k['total_testosterone'][2]:.0f} ng/dL, E2 x{k['estradiol'][2] / k['estradiol'][0]:.2f} at 6.25 days; "
+        f"LH x{k['lh'][1] / k['lh'][0]:.1f} at 3.5 days, x{k['lh'][2] / k['lh'][0]:.1f} at 6.25; "
+        f"FSH x{k['fsh'][2] / k['fsh'][0]:.1f}, inhibin B x{k['inhibin_b'][2] / k['inhibin_b'][0]:.2f} at 6.25 days"
     )
     man = typical_patient("healthy")
     castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})

@@ -37,6 +37,10 @@ _START = {
 }
 
 
+# Largest scaled residual (per hour) accepted for a quasi-steady state after the 40-year fallback.
+QUASI_STEADY_TOL = 1e-7
+
+
 def start_vector(spec: ModelSpec) -> np.ndarray:
     """The generic starting point of the steady-state search, shape (n_states,)."""
     return np.array([_START.get(n, 0.0) for n in spec.state_names], dtype=float)
@@ -73,7 +77,7 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
         full[phys] = x
         return f_full(0.0, full)[phys]
 
-    def polish(x0: np.ndarray) -> tuple[np.ndarray, float]:
+    def polish(x0: np.ndarray, limit: float = tol) -> tuple[np.ndarray, float]:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             res = root(f_phys, x0, method="hybr", options={"xtol": 1e-13})
@@ -87,7 +91,7 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
             # not the flag, and keep whichever of the two is closer to equilibrium.
             r_start, r_root = scaled(x0), scaled(res.x) if np.all(np.isfinite(res.x)) else np.inf
             x, resid = (res.x, r_root) if r_root < r_start else (x0, r_start)
-        ok = np.all(np.isfinite(x)) and resid <= tol and not np.any(x < -1e-9)
+        ok = np.all(np.isfinite(x)) and resid <= limit and not np.any(x < -1e-9)
         return x, (resid if ok else np.inf)
 
     # Fast path: Newton-type root search from typical adult values (the untreated axis has one
@@ -112,10 +116,15 @@ def steady_state(spec: ModelSpec, params: np.ndarray, patient: str = "patient", 
             raise SimulationError(f"{patient}: could not reach the untreated steady state ({sol.message}).")
         y = sol.y[:, -1].copy()
         y[~phys] = 0.0
-        x, resid = polish(y[phys])
+        # A man whose germ-cell support sits at the threshold between maturation and regression of the
+        # testis approaches his equilibrium over decades (critical slowing: the Jacobian is nearly singular
+        # there), and the root finder stalls a hair from it (tests/data/threshold_man.yaml). After 40
+        # simulated years such a point is accepted if its remaining drift is below QUASI_STEADY_TOL per hour
+        # (0.09% of a unit-scale state per year), negligible over any protocol.
+        x, resid = polish(y[phys], limit=max(tol, QUASI_STEADY_TOL))
     y[phys] = x
     y[~phys] = 0.0
-    if not np.all(np.isfinite(y)) or not resid <= tol or np.any(y[phys] < -1e-9):
+    if not np.all(np.isfinite(y)) or not np.isfinite(resid) or np.any(y[phys] < -1e-9):
         raise SimulationError(
             f"{patient}: no untreated steady state found (scaled residual {resid:.2e}); the parameters may be outside physiology."
         )
