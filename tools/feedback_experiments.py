@@ -14,8 +14,9 @@
    weekly troughs from week 3 (Coviello2005 at week 3: x0.05, x0.03) and inhibin B (75% of baseline after
    gonadotropin suppression by T plus a progestin, Matthiesson 2003); a man whose Leydig steroidogenesis is
    blocked to 2% from day 0 (ketoconazole, physiology.yaml ketoconazole_castration_inhibin_b: at 150 h T 38
-   ng/dL, E2 x0.38, LH x2.6, FSH x2.0, inhibin B x0.74; Pitteloud 2008: LH x3 by days 3-4); and a man without
-   Leydig function (LH and FSH with no gonadal feedback).
+   ng/dL, E2 x0.38, LH x2.6, FSH x2.0, inhibin B x0.74; Pitteloud 2008: LH x3 by days 3-4); the LH response
+   to a GnRH bolus on letrozole (TSjoen2005); and a man without Leydig function (LH and FSH with no gonadal
+   feedback).
 Values at day 28 (1), day 14 (2) and day 70 (3), read at the morning dose time. The patch is given as an
 eighth of its daily dose every 3 h (the near-constant input of a worn patch). Quoted in docs/model.md.
 """
@@ -61,6 +62,13 @@ def blocked_from_day_0(man: Patient, leydig_factor: float, days: float) -> dict[
     times = output_grid(prot.duration_h, 6.0)
     obs = observe_states(spec, p, solve_states(spec, p, y0, build_schedule(spec, prot), times, patient="blocked"), times)
     return {q: [float(obs[q].iloc[0]), float(obs[q].loc[3.5]), float(obs[q].loc[6.25])] for q in [*QUANTITIES, "inhibin_b"]}
+
+
+def gnrh_peak(regimens: list[dict], at_day: float) -> float:
+    """Peak LH within 5 h of a 2.5 ug IV gonadorelin bolus given on `at_day`."""
+    bolus = {"drug": "gonadorelin", "dose": "2.5 ug", "at": [f"{at_day} day"], "route": "iv"}
+    prot = {"duration": f"{at_day + 0.25} day", "regimens": [*regimens, bolus]}
+    return float(simulate(prot, output_step_h=1 / 12).observables.lh.loc[at_day : at_day + 0.2].max())
 
 
 def main() -> None:
@@ -111,6 +119,8 @@ def main() -> None:
         f"LH x{k['lh'][1] / k['lh'][0]:.1f} at 3.5 days, x{k['lh'][2] / k['lh'][0]:.1f} at 6.25; "
         f"FSH x{k['fsh'][2] / k['fsh'][0]:.1f}, inhibin B x{k['inhibin_b'][2] / k['inhibin_b'][0]:.2f} at 6.25 days"
     )
+    ratio = gnrh_peak(LETROZOLE, 28.0) / gnrh_peak([], 1.0)
+    print(f"  peak LH after 2.5 ug GnRH IV, day 28 of letrozole vs none: x{ratio:.2f} (TSjoen2005: +152% young, +52% elderly)")
     man = typical_patient("healthy")
     castrate = Patient("castrate", {**man.parameters, "leydig_capacity": 0.0})
     c = simulate({"duration": "1 day"}, patient=castrate).observables.iloc[0]
