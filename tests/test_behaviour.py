@@ -217,13 +217,16 @@ def test_sperm_suppression_half_time_and_recovery_half_plateau(te_course):
     assert 0.75 * 73.5 <= half_rec <= 1.1 * 95.2
 
 
-def test_sperm_output_falls_after_a_month_then_steeply(te_course):
-    # Germ cells past the androgen-dependent loss point (elongating spermatids, then the epididymis)
-    # still reach the ejaculate, so output holds for about a month and then falls steeply:
-    # -17% at day 30 (Handelsman_Timplants), half at 5.5 weeks and < 1 M/mL at 13 weeks (HumReprod2005).
+def test_sperm_output_starts_falling_within_weeks_then_steeply(te_course):
+    # Sperm concentration starts to fall about 15 days into TE 200 mg weekly (Hum Reprod 2005 dei174), before
+    # germ cells lost at the androgen-dependent point (a month upstream of the ejaculate) can be missed: mature
+    # spermatids are retained and phagocytosed when support fails (spermiation failure). Output is 17% lower at
+    # month 1 (Handelsman_Timplants), half at 5.5 weeks and < 1 M/mL at 13 weeks (HumReprod2005). Without
+    # spermiation failure the model's output was 99% of baseline at day 21.
     c = te_course.total_sperm_count
-    assert c.loc[14] > 0.97 * c.iloc[0]
-    assert c.loc[30] > 0.7 * c.iloc[0]
+    assert c.loc[7] > 0.93 * c.iloc[0]  # sperm already in the epididymis still come out
+    assert c.loc[21] < 0.95 * c.iloc[0]
+    assert 0.6 * c.iloc[0] < c.loc[30] < 0.9 * c.iloc[0]
     assert c.loc[56] < 0.25 * c.iloc[0]
     assert te_course.sperm_concentration.loc[91] < 1.0
 
