@@ -32,8 +32,9 @@ def test_obesity_lowers_total_t_more_than_free_t_with_lh_not_raised(by_bmi):
     lean, over, obese = by_bmi[22.0], by_bmi[27.5], by_bmi[32.5]
     d_total = (obese.total_testosterone - lean.total_testosterone) * NMOL_PER_NG_DL
     d_free = (obese.free_testosterone - lean.free_testosterone) * PMOL_PER_PG_ML
-    assert -7.5 <= d_total <= -3.0
-    assert -90 <= d_free <= -25
+    # within about 25% of EMAS (model -4.8 and -51 since the GnRH drive falls with BMI; -4.0 and -35 before)
+    assert -6.5 <= d_total <= -4.2
+    assert -70 <= d_free <= -40
     assert (over.total_testosterone - lean.total_testosterone) * NMOL_PER_NG_DL == pytest.approx(-2.32, abs=1.5)
     # relative fall of total T exceeds that of free T: lower SHBG in obesity
     assert obese.total_testosterone / lean.total_testosterone < obese.free_testosterone / lean.free_testosterone
