@@ -76,6 +76,8 @@ def test_patient_file_overrides_parameters(write_yaml):
         ("parameters:\n  sperm_production_capasity: 50\n", "Did you mean 'sperm_production_capacity'"),
         ("parameters:\n  t_clearance: -3\n", "non-negative number in L/h"),
         ("parameters:\n  t_clearance: fast\n", "non-negative number"),
+        ("parameters:\n  spermiation_failure_max: 1.5\n", "above its maximum 1 .*use a value between 0 and 1"),
+        ("parameters:\n  spermiogenesis_share: 1\n", "above its maximum 0.95"),
         ("weight: 80\n", "unknown keys"),
         ("- a\n- b\n", "is a mapping"),
     ],

@@ -45,6 +45,23 @@ def test_every_parameter_has_value_unit_and_source():
         assert p.value == p.value, p.name  # not NaN
         if p.cv is not None:
             assert 0 < p.cv < 2, p.name
+        if p.max is not None:  # shares and fractions: the calibrated value too stays within its max
+            assert 0 <= p.value <= p.max, p.name
+
+
+def test_shares_carry_their_maximum_and_a_value_above_it_is_refused():
+    import pytest
+
+    from hpgsim.errors import SpecError
+    from hpgsim.model.spec import _parameter
+
+    spec = load_model(frozenset({"anastrozole"}))
+    for name in ("spermiation_failure_max", "fsh_sperm_weight", "inhb_germ_weight", "e2_hyp_floor", "anastrozole_imax"):
+        assert spec.parameters[name].max == 1.0, name
+    assert spec.parameters["spermiogenesis_share"].max < 1.0  # the meiotic transit divides by 1 - share
+    raw = {"value": 1.2, "unit": "1", "source": "test", "max": 1}
+    with pytest.raises(SpecError, match=r"'share_x' has value 1\.2 above its max 1"):
+        _parameter("share_x", raw, "physiology", "physiology.yaml")
 
 
 def test_the_drug_library_has_the_eleven_drugs_of_the_design():

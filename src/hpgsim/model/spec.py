@@ -24,7 +24,8 @@ _ALLOWED_FUNCS = {"exp", "log", "sqrt", "abs"}
 
 @dataclass(frozen=True)
 class Parameter:
-    """A model parameter: value in `unit`, where the number came from, between-person CV."""
+    """A model parameter: value in `unit`, where the number came from, between-person CV, and for shares
+    and fractions the largest value the equations allow (`max`, inclusive)."""
 
     name: str
     value: float
@@ -33,6 +34,7 @@ class Parameter:
     description: str = ""
     cv: float | None = None
     owner: str = "physiology"
+    max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ def _parameter(name: str, raw: dict[str, Any], owner: str, where: str) -> Parame
         if key not in raw:
             raise SpecError(f"{where}: parameter {name!r} lacks {key!r} (every parameter needs value, unit and source)")
     cv = raw.get("cv")
+    upper = raw.get("max")
+    if upper is not None and float(raw["value"]) > float(upper):
+        raise SpecError(f"{where}: parameter {name!r} has value {raw['value']!r} above its max {upper!r}")
     return Parameter(
         name=name,
         value=float(raw["value"]),
@@ -206,6 +211,7 @@ def _parameter(name: str, raw: dict[str, Any], owner: str, where: str) -> Parame
         description=str(raw.get("description", "")),
         cv=None if cv is None else float(cv),
         owner=owner,
+        max=None if upper is None else float(upper),
     )
 
 

@@ -240,5 +240,12 @@ def load_patient(path: str | Path) -> Patient:
             raise SpecError(f"{p}: key 'parameters.{k}': unknown parameter.{hint}")
         if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
             raise SpecError(f"{p}: key 'parameters.{k}': value {v!r} must be a non-negative number in {spec.parameters[k].unit}.")
+        upper = spec.parameters[k].max
+        if upper is not None and v > upper:
+            what = spec.parameters[k].description or k
+            raise SpecError(
+                f"{p}: key 'parameters.{k}': value {v!r} is above its maximum {upper:g} ({what}); "
+                f"use a value between 0 and {upper:g} (the model's value is {spec.parameters[k].value:g})."
+            )
         params[k] = float(v)
     return Patient(name=str(raw.get("name", p.stem)), parameters=params, phenotype=raw.get("phenotype"))
