@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 import hpgsim
 from hpgsim.engine.codegen import generate_source
 from hpgsim.engine.sbml import build_sbml
-from hpgsim.model.spec import load_model
+from hpgsim.errors import SpecError
+from hpgsim.model.spec import _parameter, load_model
 
 DRUGS = {
     "anastrozole",
@@ -50,11 +53,6 @@ def test_every_parameter_has_value_unit_and_source():
 
 
 def test_shares_carry_their_maximum_and_a_value_above_it_is_refused():
-    import pytest
-
-    from hpgsim.errors import SpecError
-    from hpgsim.model.spec import _parameter
-
     spec = load_model(frozenset({"anastrozole"}))
     for name in ("spermiation_failure_max", "fsh_sperm_weight", "inhb_germ_weight", "e2_hyp_floor", "anastrozole_imax"):
         assert spec.parameters[name].max == 1.0, name
