@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from hpgsim.errors import SpecError
-from hpgsim.population.phenotypes import get_phenotype, load_patient, phenotype_names, sample_patients, typical_patient
+from hpgsim.model.spec import load_model
+from hpgsim.population.phenotypes import (
+    Patient,
+    get_phenotype,
+    load_patient,
+    phenotype_names,
+    sample_patients,
+    typical_patient,
+)
 
 
 def test_phenotypes_of_this_issue_exist():
@@ -85,6 +93,29 @@ def test_patient_file_overrides_parameters(write_yaml):
 def test_bad_patient_files(write_yaml, text, fragment):
     with pytest.raises(SpecError, match=fragment):
         load_patient(write_yaml(text))
+
+
+@pytest.mark.parametrize(
+    ("parameters", "fragment"),
+    [
+        ({"fsh_sperm_weigth": 0.5}, "unknown parameter 'fsh_sperm_weigth'. Did you mean 'fsh_sperm_weight'"),
+        ({"fsh_sperm_weight": 1.5}, "'fsh_sperm_weight' = 1.5 is above its maximum 1; use a value between 0 and 1"),
+        ({"lh_leydig_k": float("nan")}, "'lh_leydig_k' = nan must be a finite non-negative number in IU/L"),
+        ({"age": -3.0}, "'age' = -3.0 must be a finite non-negative number"),
+    ],
+)
+def test_the_python_api_checks_a_mans_parameters_like_the_patient_file(parameters, fragment):
+    """`Patient(...)` built in Python gets the same checks as a patient file, naming the man and the field."""
+    man = Patient("Bob", parameters)
+    with pytest.raises(SpecError, match=f"patient 'Bob': .*{fragment}"):
+        man.vector(load_model())
+
+
+def test_a_man_may_carry_parameters_of_drugs_a_pruned_model_leaves_out():
+    pruned = load_model(frozenset())
+    assert "anastrozole_imax" not in pruned.parameters
+    man = Patient("Bob", {"anastrozole_imax": 0.5})
+    assert man.vector(pruned).shape == (len(pruned.parameters),)
 
 
 def _baseline(phenotype: str):

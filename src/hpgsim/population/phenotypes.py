@@ -58,8 +58,37 @@ class Patient:
     phenotype: str | None = None
 
     def vector(self, spec: ModelSpec) -> np.ndarray:
-        """Parameter vector in the spec's order, shape (n_params,)."""
+        """Parameter vector in the spec's order, shape (n_params,).
+
+        Raises:
+            SpecError: a parameter the model does not have, or a value that is not finite, negative or above
+                the parameter's maximum (the message names the man, the parameter, the value and the fix).
+        """
+        check_parameters(self.name, self.parameters, spec)
         return np.array([self.parameters.get(n, p.value) for n, p in spec.parameters.items()], dtype=float)
+
+
+def check_parameters(who: str, values: dict[str, float], spec: ModelSpec) -> None:
+    """Refuse unknown names and values outside [0, max] (a share above 1 would make negative flows).
+
+    Names are checked against the whole model, so a man may carry the parameters of drugs that a
+    protocol-pruned `spec` leaves out.
+    """
+    known = load_model().parameters
+    for k, v in values.items():
+        par = spec.parameters.get(k) or known.get(k)
+        if par is None:
+            close = difflib.get_close_matches(k, list(known), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise SpecError(f"patient {who!r}: unknown parameter {k!r}.{hint} See `hpgsim drugs` and docs/model.md.")
+        x = float(v)
+        if not np.isfinite(x) or x < 0:
+            raise SpecError(f"patient {who!r}: parameter {k!r} = {v!r} must be a finite non-negative number in {par.unit}.")
+        if par.max is not None and x > par.max:
+            raise SpecError(
+                f"patient {who!r}: parameter {k!r} = {v!r} is above its maximum {par.max:g}; "
+                f"use a value between 0 and {par.max:g} (the model's value is {par.value:g})."
+            )
 
 
 @lru_cache(maxsize=1)
