@@ -18,6 +18,7 @@ from hpgsim.model.spec import ModelSpec
 # A generic starting point (typical adult values); only used to start the search.
 _START = {
     "gnrh_drive": 0.5,
+    "gnrh_target_slow": 0.5,
     "gnrh_receptor_active": 1.0,
     "lh_pool": 40.0,
     "lh_serum": 5.0,
