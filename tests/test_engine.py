@@ -157,7 +157,12 @@ def test_jax_batch_equals_loop():
     batch = simulate_population(prot, men, engine="jax", rtol=1e-8)
     for man, res in zip(men, batch, strict=True):
         single = simulate(prot, man, engine="jax", rtol=1e-8).observables
-        np.testing.assert_allclose(res.observables.to_numpy(), single.to_numpy(), rtol=1e-6, atol=1e-12)
+        # atol 1e-9 (in each column's unit): the batch solves with one absolute-tolerance vector for all men
+        # (the smallest per-state scale), so values at the solver's absolute tolerance differ slightly. The
+        # daily gonadorelin levels, in the tail of a bolus with a minutes-long half-life (about 1.8e-6 pg/mL,
+        # against a peak near 800 pg/mL), differ by 7e-12 pg/mL (relative 4-5e-6) since the seventh session of
+        # 2026-11-27 added a state; the physiological outputs agree to about 1e-9 relative.
+        np.testing.assert_allclose(res.observables.to_numpy(), single.to_numpy(), rtol=1e-6, atol=1e-9)
 
 
 def test_solver_failure_names_the_patient_and_the_time_reached():
