@@ -69,9 +69,9 @@ def test_a_man_without_leydig_function_keeps_adrenal_t_and_e2():
 
 def test_without_gonadal_steroids_lh_rises_over_weeks_not_hours():
     """Ketoconazole (T at castrate levels, E2 x0.38) raises LH x2.6 at 150 h (Hayes 2001) and x3 by days 3-4
-    (Pitteloud 2008; physiology.yaml feedback_experiments), while men without Leydig function settle near x9:
-    most of the rise comes after the first week (gnrh_slow_share). Without the slow part the model gave x7.9
-    at 3.5 days."""
+    (Pitteloud 2008; physiology.yaml feedback_experiments), while men without Leydig function settle near x9.
+    With the slow part of the GnRH drive (gnrh_slow_share) the typical man's LH is x3.7 at 3.5 days and keeps
+    rising for weeks (x7.2 at 14 days, x8.4 at 42); without it the model gave x7.9 at 3.5 days."""
     man = typical_patient("healthy")
     prot = as_protocol({"duration": "42 day"})
     spec = model_for(prot)
@@ -104,15 +104,15 @@ def test_testosterone_add_back_with_aromatase_blocked_halves_lh_and_fsh():
     E2: the data's E2 stays flat (x1.01) while T triples; the model's letrozole leaves 17% of aromatisation
     (its calibrated effective maximum, docs/validation.md), so E2 follows T: x1.15 with T x1.21 before the slow
     GnRH component (seventh session of 2026-11-27), x1.26 with T x1.31 since (the drive, and with it the
-    man's own T, falls more slowly in the 4 days of add-back). The bound was 1.2 and is now 1.3: a known weakness, not
-    a fit."""
+    man's own T, falls more slowly in the 4 days of add-back). The bound was 1.2 and is now 1.3: a known
+    weakness, not a fit."""
     let = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]
     alone = _run(let, "14 day").loc[14.0]
     t_on = _run([*let, {"drug": "testosterone_gel", "dose": "150 mg", "every": "1 day", "start": "10 day"}], "14 day")
     with_t = t_on.loc[14.0]
     assert 0.3 <= with_t.lh / alone.lh <= 0.8
     assert 0.3 <= with_t.fsh / alone.fsh <= 0.85
-    assert 0.85 <= with_t.estradiol / alone.estradiol <= 1.3  # aromatase blocked: E2 rises far less than T would make it
+    assert 0.85 <= with_t.estradiol / alone.estradiol <= 1.3  # published x1.01 with aromatase blocked; see docstring
 
 
 def _patch(ug_per_day: float, start: str = "0 day") -> dict:

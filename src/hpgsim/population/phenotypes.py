@@ -81,8 +81,11 @@ def check_parameters(who: str, values: dict[str, float], spec: ModelSpec) -> Non
             close = difflib.get_close_matches(k, list(known), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise SpecError(f"patient {who!r}: unknown parameter {k!r}.{hint} See `hpgsim drugs` and docs/model.md.")
-        x = float(v)
-        if not np.isfinite(x) or x < 0:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if isinstance(v, bool) or not np.isfinite(x) or x < 0:
             raise SpecError(f"patient {who!r}: parameter {k!r} = {v!r} must be a finite non-negative number in {par.unit}.")
         if par.max is not None and x > par.max:
             raise SpecError(
