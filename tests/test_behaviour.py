@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpgsim.engine.schedule import build_schedule, output_grid
-from hpgsim.engine.steady import steady_state
 from hpgsim.population.phenotypes import Patient, typical_patient
-from hpgsim.simulation import as_protocol, model_for, observe_states, simulate, solve_states
+from hpgsim.simulation import simulate
 
 
 def _run(regimens: list[dict], duration: str = "12 week", phenotype: str = "healthy", step: float = 24.0) -> pd.DataFrame:
@@ -73,13 +71,8 @@ def test_without_gonadal_steroids_lh_rises_over_weeks_not_hours():
     With the slow part of the GnRH drive (gnrh_slow_share) the typical man's LH is x3.7 at 3.5 days and keeps
     rising for weeks (x7.2 at 14 days, x8.4 at 42); without it the model gave x7.9 at 3.5 days."""
     man = typical_patient("healthy")
-    prot = as_protocol({"duration": "42 day"})
-    spec = model_for(prot)
-    y0 = steady_state(spec, man.vector(spec), patient=man.name)
     blocked = Patient("blocked", {**man.parameters, "leydig_capacity": 0.02 * man.parameters["leydig_capacity"]})
-    p = blocked.vector(spec)
-    times = output_grid(prot.duration_h, 12.0)
-    lh = observe_states(spec, p, solve_states(spec, p, y0, build_schedule(spec, prot), times), times).lh
+    lh = simulate({"duration": "42 day"}, patient=blocked, start_from=man, output_step_h=12.0).observables.lh
     early, late = lh.loc[3.5] / lh.iloc[0], lh.loc[42] / lh.iloc[0]
     assert 2.0 <= early <= 5.0
     assert late > 1.5 * early  # still rising after the first days

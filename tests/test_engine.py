@@ -9,7 +9,7 @@ import pytest
 
 from hpgsim.engine.schedule import build_schedule, output_grid
 from hpgsim.engine.steady import steady_state
-from hpgsim.population.phenotypes import sample_patients, typical_patient
+from hpgsim.population.phenotypes import Patient, sample_patients, typical_patient
 from hpgsim.protocol.schema import validate_protocol
 from hpgsim.simulation import model_for, simulate, simulate_population, solve_states, tolerances
 
@@ -256,3 +256,16 @@ def test_compiled_model_cache_gives_the_same_trajectory(tmp_path, monkeypatch):
     _cache_file(spec).write_bytes(b"garbage")  # a broken entry is rebuilt, not fatal
     rebuilt = engine()
     np.testing.assert_array_equal(fresh.solve(p, y0, sch, grid), rebuilt.solve(p, y0, sch, grid))
+
+
+def test_start_from_sets_the_initial_state_and_nothing_else():
+    """`start_from` starts the run at another man's steady state; starting from the man himself changes nothing,
+    and a man started from a different steady state drifts towards his own."""
+    man = typical_patient("healthy")
+    prot = {"duration": "10 day"}
+    plain = simulate(prot, patient=man).observables
+    np.testing.assert_array_equal(simulate(prot, patient=man, start_from=man).observables.to_numpy(), plain.to_numpy())
+    low = Patient("half Leydig", {**man.parameters, "leydig_capacity": 0.5 * man.parameters["leydig_capacity"]})
+    moved = simulate(prot, patient=low, start_from=man).observables
+    assert moved.total_testosterone.iloc[0] == pytest.approx(plain.total_testosterone.iloc[0])
+    assert moved.total_testosterone.iloc[-1] < 0.95 * plain.total_testosterone.iloc[-1]

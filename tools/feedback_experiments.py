@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import warnings
 
-from hpgsim.engine.schedule import build_schedule, output_grid
-from hpgsim.engine.steady import steady_state
 from hpgsim.population.phenotypes import Patient, typical_patient
-from hpgsim.simulation import as_protocol, model_for, observe_states, simulate, solve_states
+from hpgsim.simulation import simulate
 
 LETROZOLE = [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day"}]
 PUMP = [{"drug": "gonadorelin", "dose": "5 ug", "every": "90 min", "route": "sc"}]
@@ -54,13 +52,8 @@ def folds(a: dict[str, float], b: dict[str, float]) -> str:
 
 def blocked_from_day_0(man: Patient, leydig_factor: float, days: float) -> dict[str, list[float]]:
     """The man at his steady state, then Leydig capacity x `leydig_factor` from day 0 (a steroidogenesis block)."""
-    prot = as_protocol({"duration": f"{days} day"})
-    spec = model_for(prot)
-    y0 = steady_state(spec, man.vector(spec), patient=man.name)
     blocked = Patient("blocked", {**man.parameters, "leydig_capacity": man.parameters["leydig_capacity"] * leydig_factor})
-    p = blocked.vector(spec)
-    times = output_grid(prot.duration_h, 6.0)
-    obs = observe_states(spec, p, solve_states(spec, p, y0, build_schedule(spec, prot), times, patient="blocked"), times)
+    obs = simulate({"duration": f"{days} day"}, patient=blocked, start_from=man, output_step_h=6.0).observables
     return {q: [float(obs[q].iloc[0]), float(obs[q].loc[3.5]), float(obs[q].loc[6.25])] for q in [*QUANTITIES, "inhibin_b"]}
 
 

@@ -172,6 +172,7 @@ def simulate(
     output_step_h: float = 24.0,
     rtol: float = 1e-6,
     prune: bool = True,
+    start_from: Patient | None = None,
 ) -> SimulationResult:
     """Simulate one man under a protocol.
 
@@ -183,6 +184,8 @@ def simulate(
         output_step_h: spacing of output rows in hours (24 = daily).
         rtol: solver relative tolerance.
         prune: compile only the protocol's drugs (faster; identical physiology).
+        start_from: start at this man's untreated steady state instead of `patient`'s: a perturbation
+            from day 0 (e.g. `patient` = the same man with Leydig steroidogenesis blocked).
 
     Returns:
         The result with observables from day 0 (baseline, before any dose) to the end.
@@ -191,7 +194,8 @@ def simulate(
     man = patient if patient is not None else typical_patient(phenotype)
     spec = model_for(prot, prune)
     params = man.vector(spec)
-    y0 = steady_state(spec, params, patient=man.name)
+    start = man if start_from is None else start_from
+    y0 = steady_state(spec, start.vector(spec), patient=start.name)
     schedule = build_schedule(spec, prot)
     times = output_grid(prot.duration_h, output_step_h)
     states = solve_states(spec, params, y0, schedule, times, engine=engine, rtol=rtol, patient=man.name)
