@@ -64,34 +64,42 @@ class Patient:
             SpecError: a parameter the model does not have, or a value that is not finite, negative or above
                 the parameter's maximum (the message names the man, the parameter, the value and the fix).
         """
-        check_parameters(self.name, self.parameters, spec)
+        check_parameters(f"patient {self.name!r}", self.parameters, spec)
         return np.array([self.parameters.get(n, p.value) for n, p in spec.parameters.items()], dtype=float)
 
 
-def check_parameters(who: str, values: dict[str, float], spec: ModelSpec) -> None:
+def check_parameters(who: str, values: dict[str, Any], spec: ModelSpec) -> None:
     """Refuse unknown names and values outside [0, max] (a share above 1 would make negative flows).
 
     Names are checked against the whole model, so a man may carry the parameters of drugs that a
-    protocol-pruned `spec` leaves out.
+    protocol-pruned `spec` leaves out. `who` starts each message (a man's name, or a file and key).
     """
-    known = load_model().parameters
     for k, v in values.items():
-        par = spec.parameters.get(k) or known.get(k)
-        if par is None:
-            close = difflib.get_close_matches(k, list(known), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise SpecError(f"patient {who!r}: unknown parameter {k!r}.{hint} See `hpgsim drugs` and docs/model.md.")
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = float("nan")
-        if isinstance(v, bool) or not np.isfinite(x) or x < 0:
-            raise SpecError(f"patient {who!r}: parameter {k!r} = {v!r} must be a finite non-negative number in {par.unit}.")
-        if par.max is not None and x > par.max:
-            raise SpecError(
-                f"patient {who!r}: parameter {k!r} = {v!r} is above its maximum {par.max:g}; "
-                f"use a value between 0 and {par.max:g} (the model's value is {par.value:g})."
-            )
+        problem = parameter_problem(k, v, spec)
+        if problem:
+            raise SpecError(f"{who}: {problem}")
+
+
+def parameter_problem(name: str, value: Any, spec: ModelSpec) -> str | None:
+    """What is wrong with `name` = `value` for this model (None if nothing): unknown name, not a finite
+    non-negative number, or above the parameter's max."""
+    par = spec.parameters.get(name) or load_model().parameters.get(name)  # full model: drugs a pruned spec omits
+    if par is None:
+        close = difflib.get_close_matches(name, list(load_model().parameters), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"unknown parameter {name!r}.{hint} See `hpgsim drugs` and docs/model.md."
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not np.isfinite(x) or x < 0:
+        return f"parameter {name!r} = {value!r} must be a finite non-negative number in {par.unit}."
+    if par.max is not None and x > par.max:
+        return (
+            f"parameter {name!r} = {value!r} is above its maximum {par.max:g} ({par.description or name}); "
+            f"use a value between 0 and {par.max:g} (the model's value is {par.value:g})."
+        )
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -266,18 +274,6 @@ def load_patient(path: str | Path) -> Patient:
     spec = load_model()
     params = dict(base)
     for k, v in (raw.get("parameters") or {}).items():
-        if k not in spec.parameters:
-            close = difflib.get_close_matches(k, list(spec.parameters), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise SpecError(f"{p}: key 'parameters.{k}': unknown parameter.{hint}")
-        if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
-            raise SpecError(f"{p}: key 'parameters.{k}': value {v!r} must be a non-negative number in {spec.parameters[k].unit}.")
-        upper = spec.parameters[k].max
-        if upper is not None and v > upper:
-            what = spec.parameters[k].description or k
-            raise SpecError(
-                f"{p}: key 'parameters.{k}': value {v!r} is above its maximum {upper:g} ({what}); "
-                f"use a value between 0 and {upper:g} (the model's value is {spec.parameters[k].value:g})."
-            )
+        check_parameters(f"{p}: key 'parameters.{k}'", {k: v}, spec)
         params[k] = float(v)
     return Patient(name=str(raw.get("name", p.stem)), parameters=params, phenotype=raw.get("phenotype"))
