@@ -76,6 +76,11 @@ def test_out_of_range_dose_runs_with_a_flag(tmp_path, write_yaml):
         ),
         ("duration: [2 week\n", [], "not valid YAML"),
         ("duration: 2 week\n", ["--phenotype", "athlete"], "unknown phenotype"),
+        (
+            "duration: 2 week\nregimens:\n  - {drug: clomiphene_citrate, dose: 25 mg, every: 1 day, route: nasal}\n",
+            [],
+            "has no route 'nasal'; use one of ['oral']",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_paragraph_and_writes_nothing(tmp_path, write_yaml, text, args, fragment):
@@ -87,6 +92,20 @@ def test_bad_input_exits_2_with_one_paragraph_and_writes_nothing(tmp_path, write
     assert "Traceback" not in res.output
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hpgsim-")]
+
+
+def test_error_text_in_square_brackets_is_printed_as_written(tmp_path, write_yaml):
+    """Rich would read "[low, high]" in a message as markup and drop it; errors are printed verbatim."""
+    study = write_yaml(
+        "id: X2000\ncitation: X\nevidence: abstract\n"
+        "population: {description: d, phenotype: healthy, age_years: {median: 36, iqr: [44, 30]}}\n"
+        "arms:\n  - name: A\n    n: 5\n    protocol: {duration: 1 week}\n"
+        "    observations:\n      - {quantity: lh, unit: IU/L, day: 0, stat: mean, value: 4}\n"
+    )
+    res = runner.invoke(app, ["validate", str(study), "--json", str(tmp_path / "o.json")])
+    assert res.exit_code == 2
+    assert "'iqr' must be [low, high], got [44.0, 30.0]" in " ".join(res.output.split())
+    assert not (tmp_path / "o.json").exists()
 
 
 def test_missing_protocol_file_exits_2(tmp_path):

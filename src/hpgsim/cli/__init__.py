@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hpgsim import __version__
@@ -60,7 +61,7 @@ def _run(debug: bool, fn: Callable[[], T]) -> T:
     except HpgsimError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except typer.Exit:
         raise
@@ -68,7 +69,8 @@ def _run(debug: bool, fn: Callable[[], T]) -> T:
         if debug:
             traceback.print_exc()
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. Rerun with --debug for the traceback and report it.",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}. "
+            "Rerun with --debug for the traceback and report it.",
             highlight=False,
             soft_wrap=True,
         )
@@ -170,7 +172,7 @@ def _simulate(
             plot_courses([(res.patient, df)], tmp / "plot.png", title, res.flags, units, footer=DISCLAIMER)
             _print_table(summary["baseline_vs_end"], title)
             for f in res.flags:
-                err_console.print(f"[yellow]flag:[/] {f}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]flag:[/] {escape(f)}", highlight=False, soft_wrap=True)
         else:
             men = sample_patients(phenotype, n, seed)
             results = _with_progress(
@@ -276,18 +278,20 @@ def drugs(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False)
             t.add_column("source")
             for p in spec.parameters.values():
                 if p.owner == d.name:
-                    t.add_row(p.name, f"{p.value:g}", p.unit, p.source)
+                    t.add_row(p.name, f"{p.value:g}", escape(p.unit), escape(p.source))
             console.print(t)
             console.print(
-                f"  target: {d.target}; dose unit: {d.dose_unit}; routes: {', '.join(d.routes)} (default {d.default_route}); "
-                f"validated doses {d.studied_min:g}-{d.studied_max:g} {d.dose_unit} ({d.studied_source}); outputs: "
-                f"{', '.join(d.concentration_outputs) or 'serum testosterone'}",
+                escape(
+                    f"  target: {d.target}; dose unit: {d.dose_unit}; routes: {', '.join(d.routes)} (default {d.default_route}); "
+                    f"validated doses {d.studied_min:g}-{d.studied_max:g} {d.dose_unit} ({d.studied_source}); outputs: "
+                    f"{', '.join(d.concentration_outputs) or 'serum testosterone'}"
+                ),
                 highlight=False,
             )
             if d.note:
-                console.print(f"  note: {d.note}", highlight=False)
+                console.print(f"  note: {escape(d.note)}", highlight=False)
             if d.caveat:
-                console.print(f"  caveat (flagged on every result that uses it): {d.caveat}", highlight=False)
+                console.print(f"  caveat (flagged on every result that uses it): {escape(d.caveat)}", highlight=False)
             console.print()
 
     _run(debug, run)
@@ -321,7 +325,7 @@ def phenotypes(
             men = [typical_patient(name)] + (sample_patients(name, n, seed) if n > 0 else [])
             res = simulate_population({"duration": "1 day"}, men, processes=2)
             base = pd.DataFrame([r.observables.iloc[0] for r in res])
-            t = Table(title=f"{name} ({ph.status}): {ph.description}", title_justify="left")
+            t = Table(title=escape(f"{name} ({ph.status}): {ph.description}"), title_justify="left")
             for c in ("quantity", "unit", "typical man", f"median of {n}", "5-95%"):
                 t.add_column(c, justify="left" if c in ("quantity", "unit") else "right")
             from hpgsim.observe.units import unit_of
@@ -334,13 +338,16 @@ def phenotypes(
                 t.add_row(q, unit_of(q), f"{col[0]:.3g}", med, rng)
             console.print(t)
             console.print(
-                f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; source: {ph.source}",
+                escape(
+                    f"  age {ph.age['median']:g} y (sd {ph.age.get('sd', 0):g}), BMI {ph.bmi['median']:g} kg/m2; "
+                    f"source: {ph.source}"
+                ),
                 highlight=False,
             )
             for g in ph.subgroups:
                 changes = ", ".join(f"{k} x{f:g}" for k, f in g.factors.items())
                 line = f"  subgroup {g.name}: {100 * g.share:g}% of the men ({changes}); source: {g.source}"
-                console.print(line, highlight=False)
+                console.print(escape(line), highlight=False)
             console.print()
 
     _run(debug, run)
@@ -386,8 +393,8 @@ def validate(
             t.add_column(c)
         for r in scored:
             t.add_row(
-                r["study"],
-                r["arm"][:40],
+                escape(r["study"]),
+                escape(r["arm"][:40]),
                 r["quantity"],
                 r["stat"],
                 _fmt(r["day"]),

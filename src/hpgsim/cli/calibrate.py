@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hpgsim.cli import _run, app, console, err_console
@@ -81,7 +82,7 @@ def calibrate(
             free,
             processes=processes,
             max_iterations=max_iterations,
-            progress=lambda m: err_console.print(m, highlight=False),
+            progress=lambda m: err_console.print(escape(m), highlight=False),
         )
         t = Table(title=f"calibration ({result['evaluations']} evaluations; {result['status']})")
         for c in ("parameter", "before", "after", "approx. sd(log)", "at bound"):

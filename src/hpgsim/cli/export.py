@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hpgsim.cli import _run, app, console, err_console
 from hpgsim.errors import SpecError
@@ -76,7 +77,7 @@ def _sbml(out: Path, protocol_path: Path | None, phenotype: str, patient_path: P
         highlight=False,
     )
     for sev, code, msg in findings:
-        err_console.print(f"[yellow]{sev} {code}:[/] {msg.splitlines()[0]}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]{sev} {code}:[/] {escape(msg.splitlines()[0])}", highlight=False, soft_wrap=True)
 
 
 @export_app.command("petab")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hpgsim.cli import _run, app, console, err_console
@@ -57,7 +58,7 @@ def fit_command(
         else:
             console.print(f"{d['method']}; converged: {d['converged']}; {s['elapsed_s']:.1f} s", highlight=False)
         for w in s["warnings"]:
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
         console.print(f"wrote {out}/fit.json, draws.parquet, posterior_predictive.csv, posterior_predictive.png")
         console.print(f"[dim]{s['disclaimer']}[/]")
 
@@ -98,7 +99,7 @@ def predict_command(
             t.add_row(r["target"], f"{r['probability']:.2f}", f"{r['probability_model_value']:.2f}", how)
         console.print(t)
         for n in s["notes"]:
-            err_console.print(f"note: {n}", highlight=False, soft_wrap=True)
+            err_console.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
         for f in s["flags"]:
             err_console.print(
                 f"[yellow]flag ({s['men_with_flags'][f]}/{s['n_draws']} draws):[/] {f}", highlight=False, soft_wrap=True

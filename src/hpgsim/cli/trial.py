@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hpgsim.cli import SchedulerOption, _run, app, console, err_console
@@ -118,7 +119,7 @@ def print_result(res: TrialResult, out: Console | None = None, subgroups: bool =
             t.add_row(r["subgroup"], r["level"], r["name"], r["arm"], str(r["n"]), rate, diff)
         c.print(t)
     for f in res.flags:
-        c.print(f"[yellow]flag:[/] {f}", highlight=False, soft_wrap=True)
+        c.print(f"[yellow]flag:[/] {escape(f)}", highlight=False, soft_wrap=True)
 
 
 def _pct(x: Any) -> str:
