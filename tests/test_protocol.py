@@ -30,6 +30,25 @@ def test_explicit_times_and_unit_conversion():
     assert r.times_h == (0.0, 1.5)
 
 
+@pytest.mark.parametrize(
+    ("drug", "route", "dose", "expected"),
+    [
+        ("hCG", "Intramuscular", "1500 units", ("hcg", "im", 1500.0)),
+        ("Clomiphene", "PO", "25 mg", ("clomiphene_citrate", "oral", 25.0)),
+        ("testosterone enanthate", "i.m.", "200 mg", ("testosterone_enanthate", "im", 200.0)),
+        ("rFSH", "subcutaneous", "150 IU", ("recombinant_fsh", "sc", 150.0)),
+        ("GnRH", "IV", "10 ug", ("gonadorelin", "iv", 10.0)),
+        ("testosterone-gel", "topical", "50 mg", ("testosterone_gel", "transdermal", 50.0)),
+    ],
+)
+def test_drug_names_and_routes_as_papers_write_them(drug, route, dose, expected):
+    """Protocols (and so study files) may name drugs and routes as papers do; they map to the library's names."""
+    p = validate_protocol({"duration": "2 wk", "regimens": [{"drug": drug, "dose": dose, "every": "1 week", "route": route}]})
+    (r,) = p.regimens
+    assert (r.drug, r.route, r.dose) == expected
+    assert p.duration_h == 336
+
+
 def test_regimens_default_to_natural_course():
     assert validate_protocol({"duration": "26 week"}).regimens == ()
 
@@ -71,6 +90,10 @@ def test_regimens_default_to_natural_course():
         ),
         ({"duration": "21 year"}, ["duration", "20-year limit"]),
         ({"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg"}]}, ["exactly one of 'every'"]),
+        (
+            {"duration": "4 week", "regimens": [{"drug": "letrozole", "dose": "2.5 mg", "every": "1 day", "route": "IM"}]},
+            ["regimens[0].route", "no route 'IM'", "['oral']"],
+        ),
         (
             {"duration": "4 week", "regimens": [{"drug": "anastrozole", "dose": "1 mg", "every": "1 mg"}]},
             ["regimens[0].every", "not a duration"],

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hpgsim.errors import SpecError
+from hpgsim.population.covariates import CovariateDistribution as Distribution
 from hpgsim.units import to_canonical
 from hpgsim.validation.studies import load_studies, packaged_study_dir, validate_study
 
@@ -40,6 +42,17 @@ def test_every_packaged_study_validates():
         ("inhibin_b", 100.0, "ng/L", 100.0),
         ("sperm_concentration", 15.0, "1e6/mL", 15.0),
         ("intratesticular_testosterone", 609.0, "ng/mL", 609.0 / 288.4 * 1000),
+        # semen counts in millions, as papers write them
+        ("sperm_concentration", 15.0, "1e6/ml", 15.0),
+        ("sperm_concentration", 15.0, "10^6/mL", 15.0),
+        ("sperm_concentration", 15.0, "x10^6/mL", 15.0),
+        ("sperm_concentration", 15.0, "×10⁶/mL", 15.0),
+        ("sperm_concentration", 15.0, "million/mL", 15.0),
+        ("sperm_concentration", 15.0, "M/mL", 15.0),
+        ("sperm_concentration", 15e6, "1/mL", 15.0),
+        ("total_sperm_count", 40.0, "million", 40.0),
+        ("total_motile_count", 40.0, "10^6", 40.0),
+        ("total_testosterone", 10.0, "nM", 288.4),  # "M" stays molar outside semen counts
     ],
 )
 def test_units_convert_to_canonical(quantity, value, unit, expected):
@@ -80,6 +93,10 @@ def test_a_valid_minimal_study():
         (lambda r: r["arms"][0]["protocol"].update(duration="4"), ["arm 'A', protocol", "no unit"]),
         (lambda r: r["population"].update(phenotype="athlete"), ["unknown phenotype"]),
         (lambda r: r.pop("arms"), ["key 'arms'"]),
+        (lambda r: r["population"].update(age_years={"sd": 5}), ["population.age_years", "give 'mean' or 'median'"]),
+        (lambda r: r["population"].update(age_years={"median": 36, "iqr": [44, 30]}), ["'iqr' must be [low, high]"]),
+        (lambda r: r["population"].update(bmi_kg_m2={"mean": 22, "min": 25}), ["outside the limits [25, inf]"]),
+        (lambda r: r["population"].update(age_years={"mean": 60, "sd": 5, "iqr": [55, 65]}), ["at most one spread"]),
     ],
 )
 def test_malformed_study_files_name_file_arm_and_observation(change, fragments):
@@ -91,3 +108,42 @@ def test_malformed_study_files_name_file_arm_and_observation(change, fragments):
     assert "bad.yaml" in msg
     for f in fragments:
         assert f in msg
+
+
+def test_age_and_bmi_may_be_published_as_median_iqr_and_range():
+    """A study may give its men's age as a median with an IQR and range, and BMI as a mean with a minimum
+    (an inclusion criterion): the drawn men are centred there and stay inside the limits."""
+    from hpgsim.validation.run import draw_cohort
+
+    raw = _study(
+        population={
+            "description": "d",
+            "phenotype": "healthy",
+            "age_years": {"median": 36, "iqr": [30, 44], "range": [22, 70]},
+            "bmi_kg_m2": {"mean": 27, "sd": 4, "min": 25},
+        }
+    )
+    study = validate_study(raw, "x.yaml")
+    age = study.data.population.age_years
+    assert age is not None and age.centre == 36 and age.typical == 36
+    assert age.spread == pytest.approx(14 / 1.349) and age.bounds == (22, 70)
+    men = draw_cohort(study, 0, 60, seed=1)
+    ages = np.array([m.parameters["age"] for m in men])
+    bmis = np.array([m.parameters["bmi"] for m in men])
+    assert ages.min() >= 22 and ages.max() <= 70 and 31 < np.median(ages) < 41
+    assert bmis.min() >= 25 and bmis.mean() > 27  # truncated below at the minimum
+
+
+def test_a_mean_and_sd_alone_draw_as_a_plain_normal():
+    """Files that give only mean and sd (all the packaged ones) draw one normal value per man, as before."""
+    d = Distribution(mean=68, sd=5)
+    a = [d.draw(np.random.default_rng(3), floor=18.0) for _ in range(1)]
+    assert a[0] == pytest.approx(np.random.default_rng(3).normal(68, 5))
+
+
+def test_limits_alone_draw_uniformly_between_them():
+    """'Men aged 62-74' as {min: 62, max: 74} (or {range: [62, 74]}): uniform between the limits."""
+    for d in (Distribution(min=62, max=74), Distribution(range=(62, 74))):
+        rng = np.random.default_rng(0)
+        x = np.array([d.draw(rng, floor=18.0) for _ in range(400)])
+        assert x.min() >= 62 and x.max() <= 74 and abs(x.mean() - 68) < 0.6 and d.typical == 68

@@ -7,6 +7,7 @@ are plain floats in the units declared in the model data files.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 
 import pint
@@ -38,6 +39,11 @@ def registry() -> pint.UnitRegistry:
     finally:
         pint_log.setLevel(level)
     ureg.define("cells = [cell_count]")
+    # Semen counts are written in millions ("1e6/mL", "10^6/mL", "million/mL"): a count scale pint can hold.
+    ureg.define("million = 1e6")
+    # Spellings seen in papers and protocols: "wk", and "units" for IU (pint would read "units" as micro-nits).
+    ureg.define("@alias week = wk")
+    ureg.define("@alias international_unit = units")
     return ureg
 
 
@@ -139,24 +145,34 @@ def to_canonical(quantity: str, value: float, unit: str) -> float:
     if unit.replace(" ", "") == target.replace(" ", ""):
         return float(value)
     try:
-        q = ureg.Quantity(float(value), _pint_unit(unit))
+        q = ureg.Quantity(float(value), _pint_unit(unit, quantity))
     except Exception as exc:
         raise UnitError(f"unit {unit!r} of {quantity} is not a unit pint can read ({exc.__class__.__name__}).") from exc
     try:
-        return float(q.to(_pint_unit(target)).magnitude)
+        return float(q.to(_pint_unit(target, quantity)).magnitude)
     except pint.DimensionalityError:
         mm = MOLAR_MASS_G_MOL.get(quantity)
         if mm is not None:
             try:
                 grams = ureg.Quantity(mm, "g/mol")
                 if q.check("[substance]/[length]**3"):
-                    return float((q * grams).to(_pint_unit(target)).magnitude)
-                return float((q / grams).to(_pint_unit(target)).magnitude)
+                    return float((q * grams).to(_pint_unit(target, quantity)).magnitude)
+                return float((q / grams).to(_pint_unit(target, quantity)).magnitude)
             except pint.DimensionalityError:
                 pass
         raise UnitError(f"unit {unit!r} cannot be converted to {target} (the unit of {quantity}).") from None
 
 
-def _pint_unit(unit: str) -> str:
-    # "1e6/mL" and "1e6" are counts in millions; pint reads a leading number as a scale factor.
-    return unit.replace("%", "percent")
+# A leading count scale: "1e6", "10^6", "10**6", "x10^6", "×10⁶" (pint reads a leading number as a scale factor).
+_MILLION = re.compile(r"^\s*(?:[x×]\s*)?(?:1e6|1E6|10\s*(?:\^|\*\*)\s*6|10⁶)(?![0-9])\s*")
+# Sperm output in millions: "M/mL", "mill/mL" ("M" elsewhere is molar and stays so).
+_SPERM_QUANTITIES = ("sperm_concentration", "total_sperm_count", "total_motile_count")
+_SPERM_M = re.compile(r"^\s*(?:M|mill|mio|millions)(?=\s*(?:/|$))")
+
+
+def _pint_unit(unit: str, quantity: str | None = None) -> str:
+    """The unit as pint should read it: counts in millions become `million`, "%" becomes `percent`."""
+    u = _MILLION.sub("million", unit.strip(), count=1)
+    if quantity in _SPERM_QUANTITIES:
+        u = _SPERM_M.sub("million", u, count=1)
+    return u.replace("%", "percent")

@@ -126,8 +126,8 @@ def build_petab_tables(studies: list[Any], spec: ModelSpec | None = None) -> dic
     for study in studies:
         pop = study.data.population
         ph = pop.phenotype
-        age = pop.age_years.mean if pop.age_years is not None else typical[ph]["age"]
-        bmi = pop.bmi_kg_m2.mean if pop.bmi_kg_m2 is not None else typical[ph]["bmi"]
+        age = pop.age_years.typical if pop.age_years is not None else typical[ph]["age"]
+        bmi = pop.bmi_kg_m2.typical if pop.bmi_kg_m2 is not None else typical[ph]["bmi"]
         for k, (arm, prot) in enumerate(zip(study.data.arms, study.protocols, strict=True), start=1):
             cid = _sid(f"c_{study.data.id}_{k}")
             trains = _slotted(trains_for(prot, spec))

@@ -160,16 +160,64 @@ def validate_protocol(raw: Any, source: str = "protocol", spec: ModelSpec | None
     return Protocol(name=pf.name or Path(source).stem, duration_h=duration_h, regimens=tuple(regimens))
 
 
+# Other names for the drugs of the library (normalised: lower case, "_" for spaces and hyphens).
+DRUG_ALIASES = {
+    "clomiphene": "clomiphene_citrate",
+    "clomifene": "clomiphene_citrate",
+    "clomifene_citrate": "clomiphene_citrate",
+    "enclomifene": "enclomiphene",
+    "human_chorionic_gonadotropin": "hcg",
+    "rfsh": "recombinant_fsh",
+    "follitropin": "recombinant_fsh",
+    "follitropin_alfa": "recombinant_fsh",
+    "follitropin_beta": "recombinant_fsh",
+    "gnrh": "gonadorelin",
+    "lhrh": "gonadorelin",
+}
+# Route spellings seen in papers (normalised: lower case, no dots or spaces).
+ROUTE_ALIASES = {
+    "intramuscular": "im",
+    "subcutaneous": "sc",
+    "subq": "sc",
+    "sq": "sc",
+    "intravenous": "iv",
+    "po": "oral",
+    "peros": "oral",
+    "orally": "oral",
+    "topical": "transdermal",
+    "cutaneous": "transdermal",
+}
+
+
+def _normalised(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def drug_name(name: str, spec: ModelSpec) -> str | None:
+    """The library's name for `name` ("hCG", "Clomiphene", "testosterone enanthate" are accepted), or None."""
+    if name in spec.drugs:
+        return name
+    n = _normalised(name)
+    n = DRUG_ALIASES.get(n, n)
+    return n if n in spec.drugs else None
+
+
+def _route_name(route: str) -> str:
+    r = route.strip().lower().replace(".", "").replace(" ", "")
+    return ROUTE_ALIASES.get(r, r)
+
+
 def _validate_regimen(r: RegimenFile, i: int, duration_h: float, source: str, spec: ModelSpec) -> Regimen:
     key = f"regimens[{i}]"
-    if r.drug not in spec.drugs:
-        close = difflib.get_close_matches(r.drug.lower().replace(" ", "_").replace("-", "_"), list(spec.drugs), n=1, cutoff=0.5)
+    name = drug_name(r.drug, spec)
+    if name is None:
+        close = difflib.get_close_matches(_normalised(r.drug), list(spec.drugs), n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ProtocolError(
             f"{_where(source, key + '.drug')}: unknown drug {r.drug!r}.{hint} Known drugs: {', '.join(sorted(spec.drugs))} "
             "(see `hpgsim drugs`)."
         )
-    drug = spec.drugs[r.drug]
+    drug = spec.drugs[name]
     # dose
     try:
         q = parse_quantity(r.dose, field=f"{key}.dose")
@@ -185,10 +233,10 @@ def _validate_regimen(r: RegimenFile, i: int, duration_h: float, source: str, sp
     if not dose > 0:
         raise ProtocolError(f"{_where(source, key + '.dose')}: dose {r.dose!r} must be greater than zero.")
     # route
-    route = r.route or drug.default_route
+    route = drug.default_route if r.route is None else _route_name(r.route)
     if route not in drug.routes:
         raise ProtocolError(
-            f"{_where(source, key + '.route')}: {drug.name} has no route {route!r}; use one of {sorted(drug.routes)}."
+            f"{_where(source, key + '.route')}: {drug.name} has no route {r.route!r}; use one of {sorted(drug.routes)}."
         )
     # timing
     start_h = 0.0 if r.start is None else _hours(r.start, source, key + ".start")

@@ -22,11 +22,12 @@ from hpgsim.engine.steady import steady_state
 from hpgsim.errors import SpecError
 from hpgsim.observe import labs
 from hpgsim.observe.stats import at_day
+from hpgsim.population.covariates import CovariateDistribution
 from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
 from hpgsim.protocol.schema import Protocol, protocol_flags
 from hpgsim.simulation import E2_LOW_PG_ML, SimulationResult, model_for, observe_states, simulate_population
 from hpgsim.trial import stats as ts
-from hpgsim.trial.schema import COVARIATES, Arm, RangeFile, Trial, as_trial
+from hpgsim.trial.schema import COVARIATES, Arm, Trial, as_trial
 
 Progress = Callable[[int, int], None]
 MAX_DRAWS_PER_MAN = 50
@@ -84,18 +85,8 @@ def _allocate(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return out
 
 
-def _draw_covariate(r: RangeFile | None, current: float, rng: np.random.Generator, floor: float) -> float:
-    if r is None:
-        return current
-    lo = -np.inf if r.min is None else r.min
-    hi = np.inf if r.max is None else r.max
-    if r.mean is None:
-        return float(rng.uniform(lo, hi))
-    for _ in range(1000):
-        v = float(rng.normal(r.mean, r.sd or 0.0))
-        if lo <= v <= hi:
-            return max(floor, v)
-    return float(np.clip(r.mean, lo, hi))
+def _draw_covariate(r: CovariateDistribution | None, current: float, rng: np.random.Generator, floor: float) -> float:
+    return current if r is None else r.draw(rng, floor)
 
 
 def _baseline_spec() -> Any:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpgsim.errors import HpgsimError, SpecError, UnitError
+from hpgsim.population.covariates import CovariateDistribution
 from hpgsim.population.phenotypes import get_phenotype, phenotype_names
 from hpgsim.protocol.schema import Protocol, accept, load_protocol, validate_protocol
 from hpgsim.units import CANONICAL, canonical_unit, to_canonical, to_hours
@@ -32,25 +33,6 @@ Of = Literal["level", "change", "percent_change"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class RangeFile(_Model):
-    """A covariate distribution: normal (mean, sd) or uniform (min, max); both may be combined (truncation)."""
-
-    mean: float | None = None
-    sd: float | None = None
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> RangeFile:
-        if self.mean is None and (self.min is None or self.max is None):
-            raise ValueError("give 'mean' (and optional 'sd') or both 'min' and 'max'")
-        if self.sd is not None and self.sd < 0:
-            raise ValueError("'sd' must be zero or more")
-        if self.min is not None and self.max is not None and self.max <= self.min:
-            raise ValueError("'max' must be greater than 'min'")
-        return self
 
 
 class FilterFile(_Model):
@@ -71,8 +53,8 @@ class FilterFile(_Model):
 class PopulationFile(_Model):
     description: str | None = None
     phenotype: str | dict[str, float]
-    age_years: RangeFile | None = None
-    bmi_kg_m2: RangeFile | None = None
+    age_years: CovariateDistribution | None = None
+    bmi_kg_m2: CovariateDistribution | None = None
     inclusion: list[FilterFile] = []
 
 
@@ -242,8 +224,8 @@ class Trial:
     lab_hour: float
     bootstrap: int
     phenotypes: dict[str, float]  # name -> fraction (sums to 1)
-    age: RangeFile | None
-    bmi: RangeFile | None
+    age: CovariateDistribution | None
+    bmi: CovariateDistribution | None
     inclusion: tuple[Filter, ...]
     arms: tuple[Arm, ...]
     endpoints: tuple[Endpoint, ...]

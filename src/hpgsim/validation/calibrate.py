@@ -143,9 +143,9 @@ def _arm_man(study: Study, arm_index: int, theta: dict[str, float], prior: dict[
         else:  # scale, so that phenotype factors on a free parameter are kept
             params[k] = params[k] * v / prior[k]
     if pop.age_years is not None:
-        params["age"] = float(pop.age_years.mean)
+        params["age"] = float(pop.age_years.typical)
     if pop.bmi_kg_m2 is not None:
-        params["bmi"] = float(pop.bmi_kg_m2.mean)
+        params["bmi"] = float(pop.bmi_kg_m2.typical)
     return replace(man, name=f"{study.id} arm {arm_index + 1} (typical man)", parameters=params)
 
 

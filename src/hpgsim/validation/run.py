@@ -56,9 +56,9 @@ def draw_cohort(study: Study, arm_index: int, n: int, seed: int, max_draws: int 
             tried += 1
             params = dict(man.parameters)
             if pop.age_years is not None:
-                params["age"] = float(max(18.0, rng.normal(pop.age_years.mean, pop.age_years.sd or 0.0)))
+                params["age"] = pop.age_years.draw(rng, floor=18.0)
             if pop.bmi_kg_m2 is not None:
-                params["bmi"] = float(max(16.0, rng.normal(pop.bmi_kg_m2.mean, pop.bmi_kg_m2.sd or 0.0)))
+                params["bmi"] = pop.bmi_kg_m2.draw(rng, floor=16.0)
             cand = replace(man, name=f"{study.id} arm {arm_index + 1} #{len(kept)}", parameters=params)
             if _passes(cand, study, spec, rng):
                 kept.append(cand)

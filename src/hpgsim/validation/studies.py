@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from hpgsim.errors import HpgsimError, SpecError, UnitError
+from hpgsim.population.covariates import CovariateDistribution
 from hpgsim.protocol.schema import Protocol, validate_protocol
 from hpgsim.units import to_canonical
 from hpgsim.yamlfile import read_yaml_file
@@ -47,11 +48,6 @@ Stat = Literal[
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Distribution(_Model):
-    mean: float
-    sd: float | None = None
 
 
 class Filter(_Model):
@@ -117,8 +113,8 @@ class Arm(_Model):
 class Population(_Model):
     description: str
     phenotype: str
-    age_years: Distribution | None = None
-    bmi_kg_m2: Distribution | None = None
+    age_years: CovariateDistribution | None = None
+    bmi_kg_m2: CovariateDistribution | None = None
     inclusion: list[Filter] = []
 
 
@@ -172,7 +168,7 @@ def validate_study(raw: Any, source: str) -> Study:
     try:
         data = StudyFile.model_validate(raw)
     except ValidationError as exc:
-        msgs = [f"{_where(e, raw)}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()]
+        msgs = [f"{_where(e, raw)}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})" for e in exc.errors()]
         raise SpecError(f"{source}: invalid study file: " + "; ".join(msgs) + ". See data/studies/SCHEMA.md.") from exc
     protocols = []
     ph = data.population.phenotype
