@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck importlint unit slow bench calibrate validate clean
+.PHONY: demo test lint typecheck importlint unit slow bench calibrate validate holdout clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ calibrate: $(STAMP)
 # The whole packaged study set at the default cohort size (200 men per arm): JSON + HTML report.
 validate: $(STAMP)
 	$(BIN)/hpgsim validate --json validation_out.json --report validation_report.html
+
+# Studies the model was not fitted to (studies/holdout/README.md): JSON + markdown tables.
+holdout: $(STAMP)
+	$(BIN)/hpgsim validate studies/holdout --json docs/holdout_results.json
+	$(BIN)/python tools/holdout_table.py docs/holdout_results.json studies/holdout
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -147,3 +147,12 @@ def test_limits_alone_draw_uniformly_between_them():
         rng = np.random.default_rng(0)
         x = np.array([d.draw(rng, floor=18.0) for _ in range(400)])
         assert x.min() >= 62 and x.max() <= 74 and abs(x.mean() - 68) < 0.6 and d.typical == 68
+
+
+def test_held_out_studies_validate_and_are_not_in_the_calibration_set():
+    """studies/holdout (the out-of-set check, README there) loads, and none of it is a packaged study."""
+    folder = Path(__file__).resolve().parents[1] / "studies" / "holdout"
+    held = load_studies([folder])
+    assert len(held) >= 5
+    packaged = {s.id for s in load_studies([packaged_study_dir()])}
+    assert not packaged & {s.id for s in held}
