@@ -73,10 +73,10 @@ def main() -> None:
         t[ug] = v["total_testosterone"]
         print(f"  {ug:3d} ug/day: {fmt(v)}")
     print(f"  T with no patch / T with 100 ug/day: {t[0] / t[100]:.1f} (published 5.3)")
-    print("2. T gel 150 mg/day (15 mg absorbed) on days 10-14 of letrozole, day 14 (published LH x0.55, FSH x0.59)")
+    print("2. T gel 112 mg/day (15 mg absorbed) on days 10-14 of letrozole, day 14 (published LH x0.55, FSH x0.59)")
     alone = day(LETROZOLE, "14 day", 14.0)
     with_t = day(
-        [*LETROZOLE, {"drug": "testosterone_gel", "dose": "150 mg", "every": "1 day", "start": "10 day"}], "14 day", 14.0
+        [*LETROZOLE, {"drug": "testosterone_gel", "dose": "112 mg", "every": "1 day", "start": "10 day"}], "14 day", 14.0
     )
     print(f"  letrozole alone: {fmt(alone)}")
     print(f"  with T:          {fmt(with_t)}")
