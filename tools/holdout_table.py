@@ -41,10 +41,9 @@ def main(result_json: str, folder: str = "studies/holdout") -> None:
         print(f"| {sid} | {sum(bool(r['within']) for r in rs)}/{len(rs)} | {f'{sum(d)}/{len(d)}' if d else '-'} |")
     print("\n| study | arm | quantity | day | stat | observed | simulated (95% CI) | within | direction |")
     print("|---|---|---|---|---|---|---|---|---|")
-    ci = {(r["study"], r["arm"], r["quantity"], r["day"], r["stat"]): r.get("simulated_ci95") for r in rows}
-    for r in scored:
+    for r in scored:  # score_study keeps every field of the result row, simulated_ci95 included
         sim = r["simulated"]
-        lo_hi = ci.get((r["study"], r["arm"], r["quantity"], r["day"], r["stat"]))
+        lo_hi = r.get("simulated_ci95")
         sim_s = "-" if sim is None else f"{sim:.3g}" + (f" ({lo_hi[0]:.3g} to {lo_hi[1]:.3g})" if lo_hi else "")
         day = "-" if r["day"] is None else f"{r['day']:g}"
         dr = {None: "-", True: "yes", False: "NO"}[r["direction_right"]]

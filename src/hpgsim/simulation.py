@@ -195,7 +195,7 @@ def simulate(
     spec = model_for(prot, prune)
     params = man.vector(spec)
     start = man if start_from is None else start_from
-    y0 = steady_state(spec, start.vector(spec), patient=start.name)
+    y0 = steady_state(spec, params if start_from is None else start_from.vector(spec), patient=start.name)
     schedule = build_schedule(spec, prot)
     times = output_grid(prot.duration_h, output_step_h)
     states = solve_states(spec, params, y0, schedule, times, engine=engine, rtol=rtol, patient=man.name)
