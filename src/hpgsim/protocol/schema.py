@@ -119,7 +119,7 @@ def _format_pydantic(exc: ValidationError, source: str) -> str:
         elif err["type"] == "missing":
             parts.append(f"missing required key '{loc}'")
         else:
-            parts.append(f"key '{loc}': {err['msg']} (got {err.get('input')!r})")
+            parts.append(f"key '{loc}': {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})")
     return f"{source}: invalid protocol: " + "; ".join(parts) + "."
 
 

@@ -267,7 +267,7 @@ def _format_pydantic(exc: ValidationError, source: str, raw: dict[str, Any]) -> 
         elif err["type"] == "missing":
             msgs.append(f"missing required key '{loc}'")
         else:
-            msgs.append(f"key '{loc}': {err['msg']} (got {err.get('input')!r})")
+            msgs.append(f"key '{loc}': {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})")
     return f"{source}: invalid trial file: " + "; ".join(dict.fromkeys(msgs)) + ". See docs/trials.md."
 
 
