@@ -140,13 +140,73 @@ def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
     assert len(data) == 3 and data[0]["study"] == "Tiny2026" and data[0]["n_virtual"] == 4
     page = report.read_text()
     assert "Tiny2026" in page and "data:image/png;base64," in page and "Within:" in page
+    # An observation hpgsim cannot read is listed and left out; the rest of the file is validated,
+    # the JSON keeps the bad row in its place without a simulated value, and the exit code is 2.
     bad = tmp_path / "Bad.yaml"
     small["arms"][0]["observations"][0]["stat"] = "average"
     bad.write_text(yaml.safe_dump(small))
     out2 = tmp_path / "out2.json"
-    res = runner.invoke(app, ["validate", str(bad), "--json", str(out2), "--n", "4"])
-    assert res.exit_code == 2 and "observation 1" in " ".join(res.output.split())
-    assert not out2.exists()
+    res = runner.invoke(app, ["validate", str(bad), "--json", str(out2), "--n", "4", "--processes", "1"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "observation 1" in text and "'average'" in text and "1 problem(s)" in text
+    data2 = json.loads(out2.read_text())
+    assert [r["quantity"] for r in data2] == [r["quantity"] for r in data]
+    assert data2[0]["simulated"] is None and "stat" in data2[0]["error"] and data2[0]["observed"] == 15
+    assert all("error" not in r and r["simulated"] is not None for r in data2[1:])
+    # A whole file that cannot be read is skipped; the other files in the folder are still validated.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "A.yaml").write_text(good.read_text())
+    (folder / "B.yaml").write_text("id: B\ncitation: c\nevidence: abstract\npopulation: {description: d, phenotype: healthyy}\narms: []\n")
+    out3 = tmp_path / "out3.json"
+    res = runner.invoke(app, ["validate", str(folder), "--json", str(out3), "--n", "4", "--processes", "1"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "B.yaml" in text and "file skipped" in text and "Did you mean 'healthy'" in text
+    assert json.loads(out3.read_text()) == data  # same draws as the file validated alone
+    # Nothing readable at all: exit 2 and no file written.
+    res = runner.invoke(app, ["validate", str(folder / "B.yaml"), "--json", str(tmp_path / "out4.json")])
+    assert res.exit_code == 2 and not (tmp_path / "out4.json").exists()
+
+
+def test_lenient_loading_leaves_out_bad_arms_and_observations_and_restores_file_order():
+    from hpgsim.validation.studies import in_file_order, validate_study_leniently
+
+    raw = json.loads(json.dumps(STUDY))
+    arm = raw["arms"][0]
+    arm["observations"][1]["unit"] = "furlongs"  # does not convert
+    arm["observations"][2]["quantity"] = "dihydrotestosterone"  # not a canonical quantity
+    del arm["observations"][4]["threshold"]  # a proportion without its threshold
+    second = json.loads(json.dumps(arm))
+    second["name"] = "exemestane"
+    second["protocol"]["regimens"][0]["drug"] = "exemestane"  # a drug hpgsim lacks
+    raw["arms"].append(second)
+    st, problems = validate_study_leniently(raw, "x.yaml")
+    assert len(problems) == 4
+    assert any("observation 2" in p and "furlongs" in p for p in problems)
+    assert any("observation 3" in p and "dihydrotestosterone" in p for p in problems)
+    assert any("observation 5" in p and "threshold" in p for p in problems)
+    assert any("arm 'exemestane'" in p and "unknown drug" in p for p in problems)
+    assert [a.name for a in st.data.arms] == ["TE then stop"]
+    assert [o.stat for o in st.data.arms[0].observations] == ["mean", "median_time_to", "mean"]
+    assert st.shape == (6, 6) and len(st.omitted) == 3 + 6
+    rows = [{"quantity": o.quantity, "simulated": 1.0} for o in st.data.arms[0].observations]
+    merged = in_file_order(st, rows)
+    assert len(merged) == 12
+    assert [r["simulated"] for r in merged[:6]] == [1.0, None, None, 1.0, None, 1.0]
+    assert merged[2]["quantity"] == "dihydrotestosterone" and "dihydrotestosterone" in merged[2]["error"]
+    assert all(r["arm"] == "exemestane" and "exemestane" in r["error"] for r in merged[6:])
+    # A valid file is the strict result, with nothing omitted.
+    st2, problems2 = validate_study_leniently(STUDY, "x.yaml")
+    assert problems2 == [] and st2.omitted == () and st2.data == validate_study(STUDY, "x.yaml").data
+    # Problems of the whole file still raise, with the strict message.
+    raw3 = json.loads(json.dumps(STUDY))
+    raw3["population"]["phenotype"] = "healthyy"
+    with pytest.raises(SpecError, match="Did you mean 'healthy'"):
+        validate_study_leniently(raw3, "x.yaml")
+    raw4 = json.loads(json.dumps(STUDY))
+    raw4["arms"][0]["protocol"]["regimens"][0]["drug"] = "exemestane"
+    with pytest.raises(SpecError, match="no arm with a valid observation"):
+        validate_study_leniently(raw4, "x.yaml")
 
 
 def test_output_resolution_follows_the_observation_days():

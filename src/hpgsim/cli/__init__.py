@@ -239,7 +239,9 @@ def _population_summary(per_man: list[dict[str, dict[str, Any]]]) -> dict[str, d
 
 
 def _fmt(x: Any) -> str:
-    return "-" if x is None else f"{x:.4g}"
+    if x is None:
+        return "-"
+    return f"{x:.4g}" if isinstance(x, (int, float)) else escape(str(x))
 
 
 def _print_table(rows: dict[str, dict[str, Any]], title: str) -> None:
@@ -370,24 +372,40 @@ def validate(
         from hpgsim.distributed import parse_scheduler
         from hpgsim.validation.run import run_study
         from hpgsim.validation.score import score_study, summarize
-        from hpgsim.validation.studies import load_studies, packaged_study_dir
+        from hpgsim.validation.studies import in_file_order, load_studies_leniently, packaged_study_dir, unsimulated_rows
 
         if n < 2:
             raise SpecError(f"--n {n}: a cohort needs at least 2 men (default 200).")
         parse_scheduler(scheduler)  # a bad --scheduler fails before any work
         if json_out is not None and json_out.exists() and json_out.is_dir():
             raise SpecError(f"--json {json_out}: is a directory; give a file path.")
-        studies = load_studies(list(paths) if paths else [packaged_study_dir()])
         if report is not None and report.exists() and report.is_dir():
             raise SpecError(f"--report {report}: is a directory; give a file path such as report.html.")
+        # An invalid file, arm or observation is skipped and listed, not fatal: a folder of files hpgsim
+        # has never seen should not lose every study to one it cannot read (exit code 2 at the end).
+        studies, problems = load_studies_leniently(list(paths) if paths else [packaged_study_dir()])
+        for p in problems:
+            err_console.print(f"[bold yellow]invalid input:[/] {escape(p)}", highlight=False, soft_wrap=True)
         scored: list[dict[str, Any]] = []
         bands: dict[str, dict[Any, Any]] = {}
         for i, st in enumerate(studies):
             err_console.print(f"[{i + 1}/{len(studies)}] {st.id}", highlight=False)
             bands[st.id] = {}
-            rows = run_study(st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None, scheduler=scheduler)
-            scored.extend(score_study(st, rows))
-        summary = summarize(scored)
+            try:
+                rows = run_study(
+                    st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None, scheduler=scheduler
+                )
+                study_rows = score_study(st, rows)
+            except Exception as exc:  # one study's failure (e.g. an impossible filter) does not stop the others
+                if debug:
+                    raise
+                reason = str(exc) if isinstance(exc, HpgsimError) else f"internal error: {type(exc).__name__}: {exc}"
+                problems.append(f"{st.source}: not simulated: {reason}")
+                err_console.print(f"[bold yellow]not simulated:[/] {escape(problems[-1])}", highlight=False, soft_wrap=True)
+                study_rows = unsimulated_rows(st, reason)
+            scored.extend(in_file_order(st, study_rows))
+        simulated = [r for r in scored if "error" not in r]
+        summary = summarize(simulated)
         t = Table(title=f"validation: {len(studies)} studies, {summary['observations']} observations, {n} men per arm")
         for c in ("study", "arm", "quantity", "stat", "day", "observed", "simulated", "within"):
             t.add_column(c)
@@ -395,12 +413,12 @@ def validate(
             t.add_row(
                 escape(r["study"]),
                 escape(r["arm"][:40]),
-                r["quantity"],
-                r["stat"],
+                escape(str(r["quantity"])),
+                escape(str(r["stat"])),
                 _fmt(r["day"]),
                 _fmt(r["observed"]),
                 _fmt(r["simulated"]),
-                "yes" if r["within"] else "NO",
+                "not simulated" if "error" in r else "yes" if r["within"] else "NO",
             )
         Console(width=max(console.width, 150)).print(t)
         console.print(
@@ -408,9 +426,13 @@ def validate(
             f"{summary['directions_right']}/{summary['directions']}",
             highlight=False,
         )
+        if len(simulated) < len(scored):
+            console.print(
+                f"not simulated (invalid input, listed above): {len(scored) - len(simulated)} observations", highlight=False
+            )
         if json_out is not None:
             fields = ("study", "arm", "quantity", "unit", "day", "stat", "observed", "simulated", "simulated_ci95", "n_virtual")
-            payload = [{k: r[k] for k in fields} for r in scored]
+            payload = [{k: r[k] for k in (*fields, "error") if k in r} for r in scored]
             tmp = json_out.with_name(f".{json_out.name}.tmp")
             tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
             os.replace(tmp, json_out)
@@ -422,6 +444,12 @@ def validate(
             title = f"hpgsim validation: {len(studies)} studies, {n} virtual men per arm, seed {seed}"
             write_report(report, scored, bands, summary, title, DISCLAIMER)
             console.print(f"wrote {report}")
+        if problems:
+            raise SpecError(
+                f"{len(problems)} problem(s) in the input (listed above); the other observations were validated"
+                + (" and written." if json_out is not None or report is not None else ".")
+                + " Fix the files named (data/studies/SCHEMA.md) and rerun."
+            )
 
     _run(debug, run)
 

@@ -36,7 +36,7 @@ def _figure(study_id: str, rows: Sequence[dict[str, Any]], bands: dict[tuple[str
         ax.fill_between(b.index, b.p25, b.p75, color="tab:blue", alpha=0.3, lw=0, label="virtual 50%")
         ax.plot(b.index, b.p50, color="tab:blue", lw=1.5, label="virtual median")
         for r in rows:
-            if r["arm"] == arm and r["quantity"] == q and r["stat"] in LEVELS and r["day"] is not None:
+            if r["arm"] == arm and r["quantity"] == q and r["stat"] in LEVELS and r["day"] is not None and "error" not in r:
                 err = r.get("observed_se")
                 ax.errorbar(
                     [r["day"]],
@@ -98,13 +98,17 @@ def write_report(
         " Rules: issue 3 (changes from baseline within max(1.96 SE, 25%, 5% of baseline); levels within max(1.96 SE, 20%);"
         " % / fold changes within max(1.96 SE, 25%, 5 points / 0.1); proportions inside the widened Wilson interval;"
         " median times within 30%).</p>",
-        "<table><tr><th>study</th><th>within</th></tr>",
     ]
+    unsimulated = sum("error" in r for r in scored)
+    if unsimulated:
+        parts.append(f"<p class='no'><b>Not simulated: {unsimulated} observations</b> (invalid input; see each row).</p>")
+    parts.append("<table><tr><th>study</th><th>within</th></tr>")
     for sid, rows in studies.items():
         w = sum(bool(r["within"]) for r in rows)
         parts.append(f"<tr><td><a href='#{html.escape(sid)}'>{html.escape(sid)}</a></td><td>{w}/{len(rows)}</td></tr>")
     parts.append("</table>")
-    cols = ["arm", "quantity", "unit", "day", "stat", "observed", "simulated", "simulated_ci95", "n_virtual", "rule", "within"]
+    cols = ["arm", "quantity", "unit", "day", "stat", "observed", "simulated", "simulated_ci95", "n_virtual", "rule"]
+    cols += ["error", "within"] if unsimulated else ["within"]
     for sid, rows in studies.items():
         parts.append(f"<h2 id='{html.escape(sid)}'>{html.escape(sid)}</h2>")
         img = _figure(sid, rows, bands.get(sid, {}))

@@ -7,8 +7,9 @@ the observation, the offending value and the fix.
 
 from __future__ import annotations
 
+import copy
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -128,12 +129,33 @@ class StudyFile(_Model):
 
 
 @dataclass(frozen=True)
+class Omitted:
+    """An observation of a study file that could not be simulated, with the reason (lenient loading).
+
+    `arm` and `index` are its 0-based positions in the file; `row` holds the published fields that
+    could be read (study, arm, quantity, unit, day, stat, observed), for a result row in file order.
+    """
+
+    arm: int
+    index: int
+    row: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Study:
-    """A validated study: the file's content plus each arm's validated protocol."""
+    """A validated study: the file's content plus each arm's validated protocol.
+
+    A study loaded leniently (:func:`load_studies_leniently`) may lack arms or observations that
+    were invalid; `omitted` lists them and `shape` gives each arm's observation count in the file,
+    so that :func:`in_file_order` can put result rows back in file order.
+    """
 
     source: str
     data: StudyFile
     protocols: tuple[Protocol, ...]
+    omitted: tuple[Omitted, ...] = ()
+    shape: tuple[int, ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -193,6 +215,189 @@ def validate_study(raw: Any, source: str) -> Study:
     return Study(source=source, data=data, protocols=tuple(protocols))
 
 
+def _published(value: Any) -> Any:
+    """A published field as JSON can hold it (what an invalid observation's row shows)."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _omitted_row(study_id: str, arm_name: str, raw_obs: Any) -> dict[str, Any]:
+    o = raw_obs if isinstance(raw_obs, dict) else {}
+    return {
+        "study": study_id,
+        "arm": arm_name,
+        **{k: _published(o.get(k)) for k in ("quantity", "unit", "day", "stat")},
+        "observed": _published(o.get("value")),
+    }
+
+
+def _kept(
+    raw: dict[str, Any], bad_arms: dict[int, str], bad_obs: dict[tuple[int, int], str]
+) -> tuple[dict[str, Any], list[tuple[int, list[int]]]]:
+    """The study mapping without the bad arms and observations, and the kept positions (arm, [observations])."""
+    trial = dict(raw)
+    arms, positions = [], []
+    for ai, arm in enumerate(raw["arms"]):
+        if ai in bad_arms:
+            continue
+        obs = arm.get("observations") if isinstance(arm, dict) else None
+        if isinstance(obs, list):
+            keep = [oi for oi in range(len(obs)) if (ai, oi) not in bad_obs]
+            arm = {**arm, "observations": [obs[oi] for oi in keep]}
+        else:
+            keep = []
+        arms.append(arm)
+        positions.append((ai, keep))
+    trial["arms"] = arms
+    return trial, positions
+
+
+def validate_study_leniently(raw: Any, source: str) -> tuple[Study, list[str]]:
+    """Validate a study mapping, leaving out (and listing) invalid arms and observations.
+
+    `hpgsim validate` reads files it has never seen: one observation it cannot read (an unknown
+    quantity, a unit that does not convert) or one arm it cannot simulate (a drug hpgsim lacks) should
+    not cost the rest of the study. The omitted ones keep their place in the results (no simulated
+    value, with the reason). Problems of the whole file (not a mapping, a bad id, population or
+    phenotype, no arm left) still raise.
+
+    Returns:
+        The study (with `omitted` and `shape` set when something was left out) and one message per
+        problem, naming the file, arm, observation, value and fix.
+
+    Raises:
+        SpecError: the file as a whole is invalid.
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("arms"), list) or not raw["arms"]:
+        return validate_study(raw, source), []  # the strict check names what is wrong with the file
+    raw = copy.deepcopy(raw)
+    arm_names = [str(a.get("name", i + 1)) if isinstance(a, dict) else str(i + 1) for i, a in enumerate(raw["arms"])]
+    bad_arms: dict[int, str] = {}
+    bad_obs: dict[tuple[int, int], str] = {}
+    for _ in range(len(raw["arms"]) + 2):  # each pass removes at least one arm or observation
+        trial, positions = _kept(raw, bad_arms, bad_obs)
+        try:
+            StudyFile.model_validate(trial)
+            break
+        except ValidationError as exc:
+            for e in exc.errors():
+                loc = list(e["loc"])
+                msg = f"{e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})"
+                if len(loc) >= 2 and loc[0] == "arms" and isinstance(loc[1], int) and loc[1] < len(positions):
+                    ai, keep = positions[loc[1]]
+                    if len(loc) >= 4 and loc[2] == "observations" and isinstance(loc[3], int) and loc[3] < len(keep):
+                        oi = keep[loc[3]]
+                        key = ".".join(str(x) for x in loc[4:])
+                        where = f"key '{key}': " if key else ""
+                        bad_obs.setdefault((ai, oi), f"{source}, arm '{arm_names[ai]}', observation {oi + 1}: {where}{msg}")
+                    else:
+                        key = ".".join(str(x) for x in loc[2:])
+                        bad_arms.setdefault(ai, f"{source}, arm '{arm_names[ai]}', key '{key}': {msg}")
+                else:
+                    return validate_study(raw, source), []  # a problem of the whole file: the strict message
+    else:
+        return validate_study(raw, source), []  # could not isolate the problem: the strict message
+    data = StudyFile.model_validate(trial)
+    ph = data.population.phenotype
+    if ph not in DESIGN_PHENOTYPES:
+        validate_study(trial, source)  # raises the unknown-phenotype message
+    protocols: list[Protocol] = []
+    arms: list[Arm] = []
+    kept_positions: list[tuple[int, list[int]]] = []
+    for arm, (ai, keep) in zip(data.arms, positions, strict=True):
+        try:
+            protocol = validate_protocol(arm.protocol, source=f"{source}, arm '{arm.name}', protocol")
+        except HpgsimError as exc:
+            bad_arms[ai] = str(exc)
+            continue
+        obs_kept, idx_kept = [], []
+        for obs, oi in zip(arm.observations, keep, strict=True):
+            if obs.unit is not None:
+                try:
+                    to_canonical(obs.quantity, obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0, obs.unit)
+                except UnitError as exc:
+                    bad_obs[(ai, oi)] = f"{source}, arm '{arm.name}', observation {oi + 1} ({obs.quantity}): {exc}"
+                    continue
+            obs_kept.append(obs)
+            idx_kept.append(oi)
+        protocols.append(protocol)
+        arms.append(arm.model_copy(update={"observations": obs_kept}))
+        kept_positions.append((ai, idx_kept))
+    problems = [bad_arms[a] for a in sorted(bad_arms)] + [bad_obs[k] for k in sorted(bad_obs) if k[0] not in bad_arms]
+    if not any(a.observations for a in arms):
+        raise SpecError(f"{source}: no arm with a valid observation is left: " + "; ".join(problems))
+    if not problems:
+        return Study(source=source, data=data, protocols=tuple(protocols)), []
+    shape = tuple(
+        len(a["observations"]) if isinstance(a, dict) and isinstance(a.get("observations"), list) else 0 for a in raw["arms"]
+    )
+    study_id = data.id
+    omitted = []
+    for ai, arm_raw in enumerate(raw["arms"]):
+        obs_raw = arm_raw.get("observations") if isinstance(arm_raw, dict) else None
+        for oi in range(shape[ai]):
+            reason = bad_arms.get(ai) or bad_obs.get((ai, oi))
+            if reason is not None:
+                omitted.append(Omitted(ai, oi, _omitted_row(study_id, arm_names[ai], obs_raw[oi] if obs_raw else None), reason))
+    data = data.model_copy(update={"arms": arms})
+    return Study(source=source, data=data, protocols=tuple(protocols), omitted=tuple(omitted), shape=shape), problems
+
+
+def in_file_order(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The study's result rows with its omitted observations put back in their places (file order).
+
+    `rows` are the rows of the simulated observations, in order. An omitted observation's row has no
+    simulated value, `within` False, no direction, and its reason under `error`.
+    """
+    if not study.omitted:
+        return rows
+    gaps = {(o.arm, o.index): o for o in study.omitted}
+    it = iter(rows)
+    out = []
+    for ai, count in enumerate(study.shape):
+        for oi in range(count):
+            o = gaps.get((ai, oi))
+            if o is None:
+                out.append(next(it))
+            else:
+                out.append(
+                    {
+                        **o.row,
+                        "simulated": None,
+                        "simulated_ci95": None,
+                        "n_virtual": 0,
+                        "within": False,
+                        "direction_right": None,
+                        "rule": "not simulated",
+                        "error": o.reason,
+                    }
+                )
+    return out
+
+
+def unsimulated_rows(study: Study, reason: str) -> list[dict[str, Any]]:
+    """Result rows for a study whose simulation failed (its kept observations, in order), each with `reason`."""
+    return [
+        {
+            "study": study.id,
+            "arm": arm.name,
+            "quantity": obs.quantity,
+            "unit": obs.unit,
+            "day": obs.day,
+            "stat": obs.stat,
+            "observed": obs.value,
+            "simulated": None,
+            "simulated_ci95": None,
+            "n_virtual": 0,
+            "within": False,
+            "direction_right": None,
+            "rule": "not simulated",
+            "error": reason,
+        }
+        for arm in study.data.arms
+        for obs in arm.observations
+    ]
+
+
 def load_study(path: str | Path) -> Study:
     """Read and validate a study YAML file."""
     return validate_study(read_yaml_file(path, "study", SpecError), str(path))
@@ -211,6 +416,40 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
         else:
             out.append(load_study(p))
     return out
+
+
+def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[str]]:
+    """Like :func:`load_studies`, but an invalid file, arm or observation is skipped and listed.
+
+    Returns:
+        The studies that could be read (some with omitted arms or observations) and the problems.
+
+    Raises:
+        SpecError: no study could be read at all.
+    """
+    studies: list[Study] = []
+    problems: list[str] = []
+    files: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            found = sorted(p.glob("*.yaml"))
+            if not found:
+                problems.append(f"{p}: no study files (*.yaml) in this folder.")
+            files.extend(found)
+        else:
+            files.append(p)
+    for f in files:
+        try:
+            study, found_problems = validate_study_leniently(read_yaml_file(f, "study", SpecError), str(f))
+        except SpecError as exc:
+            problems.append(f"{exc} (file skipped)")
+            continue
+        studies.append(study)
+        problems.extend(found_problems)
+    if not studies:
+        raise SpecError("no study could be read: " + " | ".join(problems))
+    return studies, problems
 
 
 def packaged_study_dir() -> Path:
