@@ -157,7 +157,9 @@ def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "A.yaml").write_text(good.read_text())
-    (folder / "B.yaml").write_text("id: B\ncitation: c\nevidence: abstract\npopulation: {description: d, phenotype: healthyy}\narms: []\n")
+    (folder / "B.yaml").write_text(
+        "id: B\ncitation: c\nevidence: abstract\npopulation: {description: d, phenotype: healthyy}\narms: []\n"
+    )
     out3 = tmp_path / "out3.json"
     res = runner.invoke(app, ["validate", str(folder), "--json", str(out3), "--n", "4", "--processes", "1"])
     text = " ".join(res.output.split())
@@ -180,8 +182,8 @@ def test_lenient_loading_leaves_out_bad_arms_and_observations_and_restores_file_
     second["name"] = "exemestane"
     second["protocol"]["regimens"][0]["drug"] = "exemestane"  # a drug hpgsim lacks
     raw["arms"].append(second)
-    st, problems = validate_study_leniently(raw, "x.yaml")
-    assert len(problems) == 4
+    st, problems, notes = validate_study_leniently(raw, "x.yaml")
+    assert len(problems) == 4 and notes == []
     assert any("observation 2" in p and "furlongs" in p for p in problems)
     assert any("observation 3" in p and "dihydrotestosterone" in p for p in problems)
     assert any("observation 5" in p and "threshold" in p for p in problems)
@@ -196,7 +198,7 @@ def test_lenient_loading_leaves_out_bad_arms_and_observations_and_restores_file_
     assert merged[2]["quantity"] == "dihydrotestosterone" and "dihydrotestosterone" in merged[2]["error"]
     assert all(r["arm"] == "exemestane" and "exemestane" in r["error"] for r in merged[6:])
     # A valid file is the strict result, with nothing omitted.
-    st2, problems2 = validate_study_leniently(STUDY, "x.yaml")
+    st2, problems2, _ = validate_study_leniently(STUDY, "x.yaml")
     assert problems2 == [] and st2.omitted == () and st2.data == validate_study(STUDY, "x.yaml").data
     # Problems of the whole file still raise, with the strict message.
     raw3 = json.loads(json.dumps(STUDY))
@@ -270,3 +272,43 @@ def test_inclusion_filters_screen_a_noisy_lab_so_cohorts_regress_to_the_mean():
         )
     above = np.mean(np.array(true_t) > 400)
     assert 0.0 < above < 0.5
+
+
+def test_lenient_loading_ignores_unknown_keys_with_a_note_and_drops_unknown_filters():
+    from hpgsim.validation.studies import validate_study_leniently
+
+    raw = json.loads(json.dumps(STUDY))
+    raw["doi"] = "10.1/x"
+    raw["arms"][0]["design"] = "open label"
+    raw["arms"][0]["observations"][0]["stdev"] = 4  # misspelt: the row keeps no spread, with a note
+    raw["population"]["inclusion"].append({"quantity": "dht", "max": 3})
+    st, problems, notes = validate_study_leniently(raw, "x.yaml")
+    assert sorted(n.split("key ")[1].split(" ")[0] for n in notes) == [
+        "'arms.1.design'",
+        "'arms.1.observations.1.stdev'",
+        "'doi'",
+    ]
+    assert len(problems) == 1 and "filter 2" in problems[0] and "'dht'" in problems[0] and "dropped" in problems[0]
+    assert [f.quantity for f in st.data.population.inclusion] == ["total_testosterone"]
+    assert st.omitted == () and len(st.data.arms[0].observations) == 6
+    # The strict loader refuses all of these.
+    with pytest.raises(SpecError):
+        validate_study(raw, "x.yaml")
+    raw2 = json.loads(json.dumps(STUDY))
+    raw2["population"]["inclusion"].append({"quantity": "dht", "max": 3})
+    with pytest.raises(SpecError, match=r"filter 2.*'dht'"):
+        validate_study(raw2, "x.yaml")
+
+
+def test_a_concentration_of_a_drug_not_given_is_a_row_without_value_not_a_crash():
+    raw = json.loads(json.dumps(STUDY))
+    raw["arms"][0]["protocol"]["duration"] = "2 week"
+    raw["arms"][0]["observations"] = [
+        {"quantity": "total_testosterone", "unit": "nmol/L", "day": 0, "stat": "mean", "value": 15},
+        {"quantity": "anastrozole_concentration", "unit": "ng/mL", "day": 7, "stat": "mean", "value": 20},
+    ]
+    rows = run_study(validate_study(raw, "x.yaml"), n=3, seed=0, processes=1)
+    assert rows[0]["simulated"] is not None and "error" not in rows[0]
+    assert rows[1]["simulated"] is None and "anastrozole_concentration is not an output" in rows[1]["error"]
+    scored = score_study(validate_study(raw, "x.yaml"), rows)
+    assert scored[1]["within"] is False and scored[1]["rule"] == "no simulated value"

@@ -383,7 +383,9 @@ def validate(
             raise SpecError(f"--report {report}: is a directory; give a file path such as report.html.")
         # An invalid file, arm or observation is skipped and listed, not fatal: a folder of files hpgsim
         # has never seen should not lose every study to one it cannot read (exit code 2 at the end).
-        studies, problems = load_studies_leniently(list(paths) if paths else [packaged_study_dir()])
+        studies, problems, notes = load_studies_leniently(list(paths) if paths else [packaged_study_dir()])
+        for note in notes:
+            err_console.print(f"[bold]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         for p in problems:
             err_console.print(f"[bold yellow]invalid input:[/] {escape(p)}", highlight=False, soft_wrap=True)
         scored: list[dict[str, Any]] = []
@@ -396,6 +398,10 @@ def validate(
                     st, n=n, seed=seed, processes=processes, bands=bands[st.id] if report else None, scheduler=scheduler
                 )
                 study_rows = score_study(st, rows)
+                for r in study_rows:  # an observation the arm's model does not output
+                    if "error" in r:
+                        problems.append(r["error"])
+                        err_console.print(f"[bold yellow]not simulated:[/] {escape(r['error'])}", highlight=False, soft_wrap=True)
             except Exception as exc:  # one study's failure (e.g. an impossible filter) does not stop the others
                 if debug:
                     raise

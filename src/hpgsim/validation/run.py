@@ -21,7 +21,7 @@ from hpgsim.observe import labs, stats
 from hpgsim.population.phenotypes import Patient, get_phenotype, sample_patients
 from hpgsim.simulation import model_for, observe_states
 from hpgsim.units import to_canonical
-from hpgsim.validation.studies import Observation, Study
+from hpgsim.validation.studies import Observation, Study, published_fields
 
 BOOTSTRAP = 200
 # Solver tolerance for cohorts: observation noise (CVs of 10-40%) dwarfs the integration error. Measured
@@ -129,6 +129,10 @@ class Cohort:
         """The men at positions `idx` (repeats allowed: a bootstrap resample)."""
         return Cohort(self.days, self._columns, idx if self._idx is None else self._idx[idx])
 
+    def has(self, quantity: str) -> bool:
+        """Whether the arm's model outputs `quantity` (a drug's concentration only when the drug is given)."""
+        return quantity in self._columns
+
     def trajectories(self, quantity: str) -> np.ndarray:
         """Underlying values, shape (n_men, n_days)."""
         m = self._columns[quantity]
@@ -230,6 +234,19 @@ def run_study(
                     pct = np.percentile(traj, [5, 25, 50, 75, 95], axis=0).T
                     bands[key] = pd.DataFrame(pct, index=frames[0].index, columns=["p5", "p25", "p50", "p75", "p95"])
         for oi, obs in enumerate(arm.observations):
+            absent = [q for q in (obs.quantity, obs.among.quantity if obs.among else None) if q and not cohort.has(q)]
+            if absent:
+                rows.append(
+                    {
+                        **published_fields(study, arm.name, obs),
+                        "simulated": None,
+                        "simulated_ci95": None,
+                        "n_virtual": 0,
+                        "error": f"{study.source}, arm '{arm.name}', observation {oi + 1}: {absent[0]} is not an output of "
+                        "this arm (a drug's concentration needs that drug in the arm's protocol).",
+                    }
+                )
+                continue
             pos = _among(obs, cohort)
             sub, sub_ages = cohort.take(pos), ages[pos]
             rng = np.random.default_rng([seed, ai, oi])
@@ -245,13 +262,7 @@ def run_study(
                 ci = [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite.size else None
             rows.append(
                 {
-                    "study": study.id,
-                    "arm": arm.name,
-                    "quantity": obs.quantity,
-                    "unit": obs.unit,
-                    "day": obs.day,
-                    "stat": obs.stat,
-                    "observed": obs.value,
+                    **published_fields(study, arm.name, obs),
                     "simulated": None if sim is None or not np.isfinite(sim) else float(sim),
                     "simulated_ci95": ci,
                     "n_virtual": int(pos.size),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from hpgsim.errors import HpgsimError, SpecError, UnitError
 from hpgsim.population.covariates import CovariateDistribution
 from hpgsim.protocol.schema import Protocol, validate_protocol
-from hpgsim.units import to_canonical
+from hpgsim.units import canonical_unit, to_canonical
 from hpgsim.yamlfile import read_yaml_file
 
 # The phenotype names fixed by DESIGN.md section 4 (a study may name one not yet implemented).
@@ -206,12 +206,13 @@ def validate_study(raw: Any, source: str) -> Study:
         except HpgsimError as exc:
             raise SpecError(str(exc)) from exc
         for i, obs in enumerate(arm.observations):
-            where = f"{source}, arm '{arm.name}', observation {i + 1} ({obs.quantity})"
-            if obs.unit is not None:
-                try:
-                    to_canonical(obs.quantity, obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0, obs.unit)
-                except UnitError as exc:
-                    raise SpecError(f"{where}: {exc}") from exc
+            why = _observation_problem(obs)
+            if why is not None:
+                raise SpecError(f"{source}, arm '{arm.name}', observation {i + 1} ({obs.quantity}): {why}")
+    for i, f in enumerate(data.population.inclusion):
+        why = _filter_problem(f)
+        if why is not None:
+            raise SpecError(f"{source}, key 'population.inclusion', filter {i + 1}: {why}")
     return Study(source=source, data=data, protocols=tuple(protocols))
 
 
@@ -251,35 +252,85 @@ def _kept(
     return trial, positions
 
 
-def validate_study_leniently(raw: Any, source: str) -> tuple[Study, list[str]]:
+def _observation_problem(obs: Observation) -> str | None:
+    """Why an observation (or its `among`) names an unknown quantity or a unit that does not convert."""
+    try:
+        canonical_unit(obs.quantity)
+        if obs.unit is not None:
+            to_canonical(obs.quantity, obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0, obs.unit)
+        if obs.among is not None:
+            canonical_unit(obs.among.quantity)
+            if obs.among.unit is not None:
+                to_canonical(obs.among.quantity, 1.0, obs.among.unit)
+    except UnitError as exc:
+        return str(exc)
+    return None
+
+
+def _filter_problem(f: Filter) -> str | None:
+    try:
+        canonical_unit(f.quantity)
+        if f.unit is not None:
+            to_canonical(f.quantity, 1.0, f.unit)
+    except UnitError as exc:
+        return str(exc)
+    return None
+
+
+def _drop_key(raw: dict[str, Any], loc: list[Any], positions: list[tuple[int, list[int]]]) -> str:
+    """Delete the key at a validation error's `loc` (positions in the trimmed mapping) from `raw`; its path."""
+    node: Any = raw
+    path = list(loc)
+    if len(path) >= 2 and path[0] == "arms" and isinstance(path[1], int):
+        ai, keep = positions[path[1]]
+        path[1] = ai
+        if len(path) >= 4 and path[2] == "observations" and isinstance(path[3], int):
+            path[3] = keep[path[3]]
+    for k in path[:-1]:
+        node = node[k]
+    del node[path[-1]]
+    return ".".join(str(k + 1 if i in (1, 3) and isinstance(k, int) else k) for i, k in enumerate(path))
+
+
+def validate_study_leniently(raw: Any, source: str) -> tuple[Study, list[str], list[str]]:
     """Validate a study mapping, leaving out (and listing) invalid arms and observations.
 
     `hpgsim validate` reads files it has never seen: one observation it cannot read (an unknown
     quantity, a unit that does not convert) or one arm it cannot simulate (a drug hpgsim lacks) should
     not cost the rest of the study. The omitted ones keep their place in the results (no simulated
-    value, with the reason). Problems of the whole file (not a mapping, a bad id, population or
-    phenotype, no arm left) still raise.
+    value, with the reason). An inclusion filter on an unknown quantity is dropped (a problem: the
+    cohort is then wider than the study's). Keys that SCHEMA.md does not define (`doi`, `design`, a
+    misspelt `stdev`) are ignored with a note. Problems of the whole file (not a mapping, a bad id,
+    population or phenotype, no arm left) still raise.
 
     Returns:
-        The study (with `omitted` and `shape` set when something was left out) and one message per
-        problem, naming the file, arm, observation, value and fix.
+        The study (with `omitted` and `shape` set when something was left out), one message per
+        problem (file, arm, observation, value and fix) and one note per ignored key.
 
     Raises:
         SpecError: the file as a whole is invalid.
     """
     if not isinstance(raw, dict) or not isinstance(raw.get("arms"), list) or not raw["arms"]:
-        return validate_study(raw, source), []  # the strict check names what is wrong with the file
+        return validate_study(raw, source), [], []  # the strict check names what is wrong with the file
     raw = copy.deepcopy(raw)
     arm_names = [str(a.get("name", i + 1)) if isinstance(a, dict) else str(i + 1) for i, a in enumerate(raw["arms"])]
     bad_arms: dict[int, str] = {}
     bad_obs: dict[tuple[int, int], str] = {}
-    for _ in range(len(raw["arms"]) + 2):  # each pass removes at least one arm or observation
+    notes: list[str] = []
+    for _ in range(len(raw["arms"]) + 10):  # each pass removes an arm, an observation or unknown keys
         trial, positions = _kept(raw, bad_arms, bad_obs)
         try:
-            StudyFile.model_validate(trial)
+            data = StudyFile.model_validate(trial)
             break
         except ValidationError as exc:
-            for e in exc.errors():
+            errors = exc.errors()
+            extra = [e for e in errors if e["type"] == "extra_forbidden"]
+            for e in extra:
+                path = _drop_key(raw, list(e["loc"]), positions)
+                notes.append(f"{source}: key '{path}' is not a study-file key (SCHEMA.md); ignored")
+            if extra:
+                continue
+            for e in errors:
                 loc = list(e["loc"])
                 msg = f"{e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})"
                 if len(loc) >= 2 and loc[0] == "arms" and isinstance(loc[1], int) and loc[1] < len(positions):
@@ -293,53 +344,57 @@ def validate_study_leniently(raw: Any, source: str) -> tuple[Study, list[str]]:
                         key = ".".join(str(x) for x in loc[2:])
                         bad_arms.setdefault(ai, f"{source}, arm '{arm_names[ai]}', key '{key}': {msg}")
                 else:
-                    return validate_study(raw, source), []  # a problem of the whole file: the strict message
+                    return validate_study(raw, source), [], notes  # a problem of the whole file: the strict message
     else:
-        return validate_study(raw, source), []  # could not isolate the problem: the strict message
-    data = StudyFile.model_validate(trial)
+        return validate_study(raw, source), [], notes  # could not isolate the problem: the strict message
     ph = data.population.phenotype
     if ph not in DESIGN_PHENOTYPES:
         validate_study(trial, source)  # raises the unknown-phenotype message
+    filter_problems = []
+    filters = []
+    for i, f in enumerate(data.population.inclusion):
+        why = _filter_problem(f)
+        if why is None:
+            filters.append(f)
+        else:
+            filter_problems.append(f"{source}, key 'population.inclusion', filter {i + 1}: {why} The filter is dropped.")
     protocols: list[Protocol] = []
     arms: list[Arm] = []
-    kept_positions: list[tuple[int, list[int]]] = []
     for arm, (ai, keep) in zip(data.arms, positions, strict=True):
         try:
             protocol = validate_protocol(arm.protocol, source=f"{source}, arm '{arm.name}', protocol")
         except HpgsimError as exc:
             bad_arms[ai] = str(exc)
             continue
-        obs_kept, idx_kept = [], []
+        obs_kept = []
         for obs, oi in zip(arm.observations, keep, strict=True):
-            if obs.unit is not None:
-                try:
-                    to_canonical(obs.quantity, obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0, obs.unit)
-                except UnitError as exc:
-                    bad_obs[(ai, oi)] = f"{source}, arm '{arm.name}', observation {oi + 1} ({obs.quantity}): {exc}"
-                    continue
+            why = _observation_problem(obs)
+            if why is not None:
+                bad_obs[(ai, oi)] = f"{source}, arm '{arm.name}', observation {oi + 1} ({obs.quantity}): {why}"
+                continue
             obs_kept.append(obs)
-            idx_kept.append(oi)
         protocols.append(protocol)
         arms.append(arm.model_copy(update={"observations": obs_kept}))
-        kept_positions.append((ai, idx_kept))
-    problems = [bad_arms[a] for a in sorted(bad_arms)] + [bad_obs[k] for k in sorted(bad_obs) if k[0] not in bad_arms]
+    problems = filter_problems + [bad_arms[a] for a in sorted(bad_arms)]
+    problems += [bad_obs[k] for k in sorted(bad_obs) if k[0] not in bad_arms]
     if not any(a.observations for a in arms):
         raise SpecError(f"{source}: no arm with a valid observation is left: " + "; ".join(problems))
-    if not problems:
-        return Study(source=source, data=data, protocols=tuple(protocols)), []
+    if filter_problems:
+        data = data.model_copy(update={"population": data.population.model_copy(update={"inclusion": filters})})
+    if not bad_arms and not bad_obs:
+        return Study(source=source, data=data, protocols=tuple(protocols)), problems, notes
     shape = tuple(
         len(a["observations"]) if isinstance(a, dict) and isinstance(a.get("observations"), list) else 0 for a in raw["arms"]
     )
-    study_id = data.id
     omitted = []
     for ai, arm_raw in enumerate(raw["arms"]):
         obs_raw = arm_raw.get("observations") if isinstance(arm_raw, dict) else None
         for oi in range(shape[ai]):
             reason = bad_arms.get(ai) or bad_obs.get((ai, oi))
             if reason is not None:
-                omitted.append(Omitted(ai, oi, _omitted_row(study_id, arm_names[ai], obs_raw[oi] if obs_raw else None), reason))
+                omitted.append(Omitted(ai, oi, _omitted_row(data.id, arm_names[ai], obs_raw[oi] if obs_raw else None), reason))
     data = data.model_copy(update={"arms": arms})
-    return Study(source=source, data=data, protocols=tuple(protocols), omitted=tuple(omitted), shape=shape), problems
+    return Study(source=source, data=data, protocols=tuple(protocols), omitted=tuple(omitted), shape=shape), problems, notes
 
 
 def in_file_order(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -374,17 +429,24 @@ def in_file_order(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, An
     return out
 
 
+def published_fields(study: Study, arm_name: str, obs: Observation) -> dict[str, Any]:
+    """The published fields of an observation's result row (SCHEMA.md output)."""
+    return {
+        "study": study.id,
+        "arm": arm_name,
+        "quantity": obs.quantity,
+        "unit": obs.unit,
+        "day": obs.day,
+        "stat": obs.stat,
+        "observed": obs.value,
+    }
+
+
 def unsimulated_rows(study: Study, reason: str) -> list[dict[str, Any]]:
     """Result rows for a study whose simulation failed (its kept observations, in order), each with `reason`."""
     return [
         {
-            "study": study.id,
-            "arm": arm.name,
-            "quantity": obs.quantity,
-            "unit": obs.unit,
-            "day": obs.day,
-            "stat": obs.stat,
-            "observed": obs.value,
+            **published_fields(study, arm.name, obs),
             "simulated": None,
             "simulated_ci95": None,
             "n_virtual": 0,
@@ -418,17 +480,19 @@ def load_studies(paths: list[str | Path]) -> list[Study]:
     return out
 
 
-def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[str]]:
+def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[str], list[str]]:
     """Like :func:`load_studies`, but an invalid file, arm or observation is skipped and listed.
 
     Returns:
-        The studies that could be read (some with omitted arms or observations) and the problems.
+        The studies that could be read (some with omitted arms or observations), the problems and
+        the notes (ignored keys); see :func:`validate_study_leniently`.
 
     Raises:
         SpecError: no study could be read at all.
     """
     studies: list[Study] = []
     problems: list[str] = []
+    notes: list[str] = []
     files: list[Path] = []
     for path in paths:
         p = Path(path)
@@ -441,15 +505,16 @@ def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[s
             files.append(p)
     for f in files:
         try:
-            study, found_problems = validate_study_leniently(read_yaml_file(f, "study", SpecError), str(f))
+            study, found_problems, found_notes = validate_study_leniently(read_yaml_file(f, "study", SpecError), str(f))
         except SpecError as exc:
             problems.append(f"{exc} (file skipped)")
             continue
         studies.append(study)
         problems.extend(found_problems)
+        notes.extend(found_notes)
     if not studies:
         raise SpecError("no study could be read: " + " | ".join(problems))
-    return studies, problems
+    return studies, problems, notes
 
 
 def packaged_study_dir() -> Path:
