@@ -149,6 +149,20 @@ def test_limits_alone_draw_uniformly_between_them():
         assert x.min() >= 62 and x.max() <= 74 and abs(x.mean() - 68) < 0.6 and d.typical == 68
 
 
+def test_published_shorthands_a_bare_age_a_text_range_and_sem():
+    assert Distribution.model_validate(45) == Distribution(mean=45)
+    assert Distribution.model_validate("40-60") == Distribution(range=(40, 60))
+    assert Distribution.model_validate("40 to 60") == Distribution(range=(40, 60))
+    with pytest.raises(ValueError):
+        Distribution.model_validate("about forty")
+    from hpgsim.validation.studies import Observation
+
+    obs = Observation.model_validate({"quantity": "lh", "unit": "IU/L", "day": 0, "stat": "mean", "value": 4, "sem": 0.5})
+    assert obs.se == 0.5
+    with pytest.raises(ValueError, match="at most one spread"):
+        Observation.model_validate({"quantity": "lh", "day": 0, "stat": "mean", "value": 4, "sem": 0.5, "sd": 2})
+
+
 def test_held_out_studies_validate_and_are_not_in_the_calibration_set():
     """studies/holdout (the out-of-set check, README there) loads, and none of it is a packaged study."""
     folder = Path(__file__).resolve().parents[1] / "studies" / "holdout"

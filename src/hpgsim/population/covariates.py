@@ -7,11 +7,15 @@ max, or the published range), or only limits (a uniform draw between them).
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 _NORMAL_IQR_PER_SD = 1.349  # interquartile range of a normal distribution, in sd
 _RANGE_PER_SD = 4.0  # a published range taken as about +/- 2 sd
+_RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
 
 
 class CovariateDistribution(BaseModel):
@@ -30,6 +34,20 @@ class CovariateDistribution(BaseModel):
     range: tuple[float, float] | None = None
     min: float | None = None
     max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _published_shorthand(cls, data: Any) -> Any:
+        """A bare number is the mean (`age_years: 45`); a text range "40-60" or "40 to 60" the limits."""
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, (int, float)):
+            return {"mean": data}
+        if isinstance(data, str):
+            m = _RANGE_TEXT.match(data)
+            if m:
+                return {"range": [float(m.group(1)), float(m.group(2))]}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> CovariateDistribution:

@@ -87,6 +87,14 @@ class Observation(_Model):
     among: Among | None = None
     note: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sem_is_se(cls, data: Any) -> Any:
+        """Papers write "mean +/- SEM": `sem` is read as `se`."""
+        if isinstance(data, dict) and "sem" in data and "se" not in data:
+            data = {("se" if k == "sem" else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _fields_for_stat(self) -> Observation:
         s = self.stat
