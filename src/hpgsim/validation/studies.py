@@ -422,19 +422,22 @@ def in_file_order(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, An
             if o is None:
                 out.append(next(it))
             else:
-                out.append(
-                    {
-                        **o.row,
-                        "simulated": None,
-                        "simulated_ci95": None,
-                        "n_virtual": 0,
-                        "within": False,
-                        "direction_right": None,
-                        "rule": "not simulated",
-                        "error": o.reason,
-                    }
-                )
+                out.append(_unsimulated(o.row, o.reason))
     return out
+
+
+def _unsimulated(published: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A scored result row without a simulated value (not counted in the score), with its reason."""
+    return {
+        **published,
+        "simulated": None,
+        "simulated_ci95": None,
+        "n_virtual": 0,
+        "within": False,
+        "direction_right": None,
+        "rule": "not simulated",
+        "error": reason,
+    }
 
 
 def published_fields(study: Study, arm_name: str, obs: Observation) -> dict[str, Any]:
@@ -452,20 +455,7 @@ def published_fields(study: Study, arm_name: str, obs: Observation) -> dict[str,
 
 def unsimulated_rows(study: Study, reason: str) -> list[dict[str, Any]]:
     """Result rows for a study whose simulation failed (its kept observations, in order), each with `reason`."""
-    return [
-        {
-            **published_fields(study, arm.name, obs),
-            "simulated": None,
-            "simulated_ci95": None,
-            "n_virtual": 0,
-            "within": False,
-            "direction_right": None,
-            "rule": "not simulated",
-            "error": reason,
-        }
-        for arm in study.data.arms
-        for obs in arm.observations
-    ]
+    return [_unsimulated(published_fields(study, arm.name, obs), reason) for arm in study.data.arms for obs in arm.observations]
 
 
 def load_study(path: str | Path) -> Study:
@@ -473,19 +463,28 @@ def load_study(path: str | Path) -> Study:
     return validate_study(read_yaml_file(path, "study", SpecError), str(path))
 
 
-def load_studies(paths: list[str | Path]) -> list[Study]:
-    """Load study files and every ``*.yaml`` inside given folders, sorted by file name within a folder."""
-    out: list[Study] = []
+def _study_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """The files named and every ``*.yaml`` in the folders named (by name), and each empty folder's message."""
+    files: list[Path] = []
+    empty: list[str] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            files = sorted(p.glob("*.yaml"))
-            if not files:
-                raise SpecError(f"{p}: no study files (*.yaml) in this folder.")
-            out.extend(load_study(f) for f in files)
+            found = sorted(p.glob("*.yaml"))
+            if not found:
+                empty.append(f"{p}: no study files (*.yaml) in this folder.")
+            files.extend(found)
         else:
-            out.append(load_study(p))
-    return out
+            files.append(p)
+    return files, empty
+
+
+def load_studies(paths: list[str | Path]) -> list[Study]:
+    """Load study files and every ``*.yaml`` inside given folders, sorted by file name within a folder."""
+    files, empty = _study_files(paths)
+    if empty:
+        raise SpecError(empty[0])
+    return [load_study(f) for f in files]
 
 
 def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[str], list[str]]:
@@ -499,18 +498,8 @@ def load_studies_leniently(paths: list[str | Path]) -> tuple[list[Study], list[s
         SpecError: no study could be read at all.
     """
     studies: list[Study] = []
-    problems: list[str] = []
     notes: list[str] = []
-    files: list[Path] = []
-    for path in paths:
-        p = Path(path)
-        if p.is_dir():
-            found = sorted(p.glob("*.yaml"))
-            if not found:
-                problems.append(f"{p}: no study files (*.yaml) in this folder.")
-            files.extend(found)
-        else:
-            files.append(p)
+    files, problems = _study_files(paths)
     for f in files:
         try:
             study, found_problems, found_notes = validate_study_leniently(read_yaml_file(f, "study", SpecError), str(f))
