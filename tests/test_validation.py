@@ -312,3 +312,31 @@ def test_a_concentration_of_a_drug_not_given_is_a_row_without_value_not_a_crash(
     assert rows[1]["simulated"] is None and "anastrozole_concentration is not an output" in rows[1]["error"]
     scored = score_study(validate_study(raw, "x.yaml"), rows)
     assert scored[1]["within"] is False and scored[1]["rule"] == "no simulated value"
+
+
+def test_a_study_whose_simulation_fails_keeps_its_rows_and_the_others_run(tmp_path, monkeypatch):
+    import yaml
+
+    import hpgsim.validation.run as vrun
+
+    small = json.loads(json.dumps(STUDY))
+    small["arms"][0]["protocol"]["duration"] = "2 week"
+    small["arms"][0]["observations"] = small["arms"][0]["observations"][:2]
+    (tmp_path / "A.yaml").write_text(yaml.safe_dump(small))
+    small["id"] = "Impossible2026"
+    (tmp_path / "B.yaml").write_text(yaml.safe_dump(small))
+    real = vrun.run_study
+
+    def failing(study, *args, **kwargs):
+        if study.id == "Impossible2026":
+            raise SpecError(f"{study.source}: only 0 of 100 virtual healthy men pass the inclusion filters")
+        return real(study, *args, **kwargs)
+
+    monkeypatch.setattr(vrun, "run_study", failing)
+    out = tmp_path / "out.json"
+    res = CliRunner().invoke(app, ["validate", str(tmp_path), "--json", str(out), "--n", "3", "--processes", "1"])
+    assert res.exit_code == 2 and "not simulated" in res.output
+    rows = json.loads(out.read_text())
+    assert [r["study"] for r in rows] == ["Tiny2026"] * 2 + ["Impossible2026"] * 2
+    assert all(r["simulated"] is not None and "error" not in r for r in rows[:2])
+    assert all(r["simulated"] is None and "only 0 of 100" in r["error"] for r in rows[2:])
