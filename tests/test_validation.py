@@ -146,13 +146,18 @@ def test_validate_cli_writes_json_and_rejects_bad_files(tmp_path):
     small["arms"][0]["observations"][0]["stat"] = "average"
     bad.write_text(yaml.safe_dump(small))
     out2 = tmp_path / "out2.json"
-    res = runner.invoke(app, ["validate", str(bad), "--json", str(out2), "--n", "4", "--processes", "1"])
+    report2 = tmp_path / "report2.html"
+    res = runner.invoke(
+        app, ["validate", str(bad), "--json", str(out2), "--report", str(report2), "--n", "4", "--processes", "1"]
+    )
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "observation 1" in text and "'average'" in text and "1 problem(s)" in text
     data2 = json.loads(out2.read_text())
     assert [r["quantity"] for r in data2] == [r["quantity"] for r in data]
     assert data2[0]["simulated"] is None and "stat" in data2[0]["error"] and data2[0]["observed"] == 15
     assert all("error" not in r and r["simulated"] is not None for r in data2[1:])
+    page2 = report2.read_text()
+    assert "Not simulated: 1 observations" in page2 and "<th>error</th>" in page2 and "average" in page2
     # A whole file that cannot be read is skipped; the other files in the folder are still validated.
     folder = tmp_path / "folder"
     folder.mkdir()
