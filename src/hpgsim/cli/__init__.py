@@ -366,7 +366,12 @@ def validate(
     scheduler: SchedulerOption = "local",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
-    """Simulate published studies with virtual cohorts; write per-observation results and print the score."""
+    """Simulate published studies with virtual cohorts; write per-observation results and print the score.
+
+    A file, arm or observation that cannot be read is listed and left out (its rows keep their place in
+    the JSON with simulated null and the reason under "error"); the rest is validated and written, and
+    the exit code is then 2.
+    """
 
     def run() -> None:
         from hpgsim.distributed import parse_scheduler
