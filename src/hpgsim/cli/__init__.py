@@ -368,9 +368,7 @@ def validate(
 ) -> None:
     """Simulate published studies with virtual cohorts; write per-observation results and print the score.
 
-    A file, arm or observation that cannot be read is listed and left out (its rows keep their place in
-    the JSON with simulated null and the reason under "error"); the rest is validated and written, and
-    the exit code is then 2.
+    Unreadable files, arms or observations are listed and left out, the rest is written; exit code 2.
     """
 
     def run() -> None:
