@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -163,7 +163,7 @@ class Study:
     data: StudyFile
     protocols: tuple[Protocol, ...]
     omitted: tuple[Omitted, ...] = ()
-    shape: tuple[int, ...] = field(default=())
+    shape: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
@@ -201,13 +201,7 @@ def validate_study(raw: Any, source: str) -> Study:
         msgs = [f"{_where(e, raw)}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})" for e in exc.errors()]
         raise SpecError(f"{source}: invalid study file: " + "; ".join(msgs) + ". See data/studies/SCHEMA.md.") from exc
     protocols = []
-    ph = data.population.phenotype
-    if ph not in DESIGN_PHENOTYPES:
-        close = difflib.get_close_matches(ph, DESIGN_PHENOTYPES, n=1, cutoff=0.4)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise SpecError(
-            f"{source}, key 'population.phenotype': unknown phenotype {ph!r}.{hint} Use one of {', '.join(DESIGN_PHENOTYPES)}."
-        )
+    _check_phenotype(data.population.phenotype, source)
     for arm in data.arms:
         try:
             protocols.append(validate_protocol(arm.protocol, source=f"{source}, arm '{arm.name}', protocol"))
@@ -218,10 +212,20 @@ def validate_study(raw: Any, source: str) -> Study:
             if why is not None:
                 raise SpecError(f"{source}, arm '{arm.name}', observation {i + 1} ({obs.quantity}): {why}")
     for i, f in enumerate(data.population.inclusion):
-        why = _filter_problem(f)
+        why = _quantity_problem(f.quantity, f.unit)
         if why is not None:
             raise SpecError(f"{source}, key 'population.inclusion', filter {i + 1}: {why}")
     return Study(source=source, data=data, protocols=tuple(protocols))
+
+
+def _check_phenotype(ph: str, source: str) -> None:
+    """Raise SpecError, with the nearest name, for a phenotype DESIGN.md section 4 does not define."""
+    if ph not in DESIGN_PHENOTYPES:
+        close = difflib.get_close_matches(ph, DESIGN_PHENOTYPES, n=1, cutoff=0.4)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise SpecError(
+            f"{source}, key 'population.phenotype': unknown phenotype {ph!r}.{hint} Use one of {', '.join(DESIGN_PHENOTYPES)}."
+        )
 
 
 def _published(value: Any) -> Any:
@@ -260,29 +264,24 @@ def _kept(
     return trial, positions
 
 
+def _quantity_problem(quantity: str, unit: str | None, value: float = 1.0) -> str | None:
+    """Why `quantity` is unknown or `unit` does not convert to its canonical unit (None if neither)."""
+    try:
+        canonical_unit(quantity)
+        if unit is not None:
+            to_canonical(quantity, value, unit)
+    except UnitError as exc:
+        return str(exc)
+    return None
+
+
 def _observation_problem(obs: Observation) -> str | None:
     """Why an observation (or its `among`) names an unknown quantity or a unit that does not convert."""
-    try:
-        canonical_unit(obs.quantity)
-        if obs.unit is not None:
-            to_canonical(obs.quantity, obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0, obs.unit)
-        if obs.among is not None:
-            canonical_unit(obs.among.quantity)
-            if obs.among.unit is not None:
-                to_canonical(obs.among.quantity, 1.0, obs.among.unit)
-    except UnitError as exc:
-        return str(exc)
-    return None
-
-
-def _filter_problem(f: Filter) -> str | None:
-    try:
-        canonical_unit(f.quantity)
-        if f.unit is not None:
-            to_canonical(f.quantity, 1.0, f.unit)
-    except UnitError as exc:
-        return str(exc)
-    return None
+    value = obs.value if obs.stat not in ("percent_change", "fold_change") else 1.0
+    why = _quantity_problem(obs.quantity, obs.unit, value)
+    if why is None and obs.among is not None:
+        why = _quantity_problem(obs.among.quantity, obs.among.unit)
+    return why
 
 
 def _drop_key(raw: dict[str, Any], loc: list[Any], positions: list[tuple[int, list[int]]]) -> str:
@@ -355,13 +354,11 @@ def validate_study_leniently(raw: Any, source: str) -> tuple[Study, list[str], l
                     return validate_study(raw, source), [], notes  # a problem of the whole file: the strict message
     else:
         return validate_study(raw, source), [], notes  # could not isolate the problem: the strict message
-    ph = data.population.phenotype
-    if ph not in DESIGN_PHENOTYPES:
-        validate_study(trial, source)  # raises the unknown-phenotype message
+    _check_phenotype(data.population.phenotype, source)
     filter_problems = []
     filters = []
     for i, f in enumerate(data.population.inclusion):
-        why = _filter_problem(f)
+        why = _quantity_problem(f.quantity, f.unit)
         if why is None:
             filters.append(f)
         else:
