@@ -161,6 +161,14 @@ def test_published_shorthands_a_bare_age_a_text_range_and_sem():
     assert obs.se == 0.5
     with pytest.raises(ValueError, match="at most one spread"):
         Observation.model_validate({"quantity": "lh", "day": 0, "stat": "mean", "value": 4, "sem": 0.5, "sd": 2})
+    # a proportion's threshold written the way median_time_to writes it
+    sc = {"quantity": "sperm_concentration", "unit": "1e6/mL", "day": 180}
+    below = Observation.model_validate({**sc, "stat": "proportion_below", "below": 0.01, "value": 0.6})
+    assert below.threshold == 0.01 and below.below is None
+    above = Observation.model_validate({**sc, "stat": "cumulative_above", "above": 20, "from_day": 0, "value": 0.5})
+    assert above.threshold == 20
+    with pytest.raises(ValueError, match="needs 'threshold'"):  # the wrong side is not guessed
+        Observation.model_validate({**sc, "stat": "proportion_below", "above": 20, "value": 0.5})
 
 
 def test_held_out_studies_validate_and_are_not_in_the_calibration_set():

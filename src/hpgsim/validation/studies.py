@@ -95,6 +95,17 @@ class Observation(_Model):
             data = {("se" if k == "sem" else k): v for k, v in data.items()}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _side_is_threshold(cls, data: Any) -> Any:
+        """`proportion_below` / `cumulative_below` with `below: X` (and the `_above` pair with `above: X`) and
+        no `threshold`: X is the threshold (the way median_time_to names it)."""
+        if isinstance(data, dict) and data.get("threshold") is None and isinstance(data.get("stat"), str):
+            side = data["stat"].rpartition("_")[2]
+            if data["stat"].startswith(("proportion_", "cumulative_")) and side in ("below", "above") and side in data:
+                data = {("threshold" if k == side else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _fields_for_stat(self) -> Observation:
         s = self.stat
