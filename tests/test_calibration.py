@@ -160,3 +160,55 @@ def test_calibrate_end_to_end_on_a_tiny_study(study, tmp_path):
     assert "baseline anchor" in text and "CalTiny2026" in text
     path = cal.write_calibrated(result, tmp_path / "c.yaml")
     assert "against:\n- CalTiny2026" in path.read_text()
+
+
+def test_cohort_offsets_shift_the_typical_man_and_cancel_in_a_change(study):
+    prior = {"e2_hyp_k": 56.46}
+    plain = cal.arm_residuals(study, 0, prior, prior)
+    # an offset on the day-28 level moves it; the same offset on day 0 and day 28 leaves the change alone
+    one = cal.arm_residuals(study, 0, prior, prior, {1: -2.0})
+    both = cal.arm_residuals(study, 0, prior, prior, {0: -2.0, 1: -2.0, 2: 7.0})
+    assert one[1]["simulated"] == pytest.approx(plain[1]["simulated"] - 2.0) and one[1]["offset"] == -2.0
+    assert one[1]["residual"] != pytest.approx(plain[1]["residual"])
+    assert both[0]["residual"] == pytest.approx(plain[0]["residual"] - 2.0 / 5.0)
+    assert both[1]["residual"] == pytest.approx(plain[1]["residual"])
+    assert both[2]["simulated"] == pytest.approx(plain[2]["simulated"] + 7.0)
+
+
+def test_calibrated_from_reads_another_file_and_restores(tmp_path):
+    import os
+
+    from hpgsim.model.spec import CALIBRATED_FILE_ENV, calibration_overlay
+
+    path = tmp_path / "c.yaml"
+    path.write_text("against: [X]\nvalues:\n  e2_pit_k: {value: 123.0}\n", encoding="utf-8")
+    package_value = load_model(None).parameters["e2_pit_k"].value
+    with cal.calibrated_from(path):
+        assert calibration_overlay()["against"] == ["X"]
+        assert load_model(None).parameters["e2_pit_k"].value == 123.0
+    assert CALIBRATED_FILE_ENV not in os.environ
+    assert load_model(None).parameters["e2_pit_k"].value == package_value
+
+
+def test_cohort_pass_offsets_are_cohort_minus_typical_man(study):
+    """One cohort pass on the tiny study: the offsets are validation's cohort statistics minus the typical
+    man's, at the first fit, and the refit uses them."""
+    from hpgsim.validation.run import run_study
+
+    free = [cal.FreeParameter("e2_hyp_k", cal.load_model(None, calibrated=False).parameters["e2_hyp_k"].value, 0.5, 15, 250, "t")]
+    first = cal.calibrate([study], free, processes=1, max_iterations=1)
+    offsets = cal.cohort_offsets([study], first, n=12, seed=3, processes=1)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp, cal.calibrated_from(cal.write_calibrated(first, Path(tmp) / "c.yaml")):
+        cohort = run_study(study, n=12, seed=3, processes=1)
+    typical = {r["index"]: r["simulated"] for r in first["after"]}
+    assert set(offsets) == {("CalTiny2026", 0, i) for i in (0, 1, 2)}  # not the proportion: no typical-man value
+    for i in (0, 1, 2):
+        assert offsets[("CalTiny2026", 0, i)] == pytest.approx(cohort[i]["simulated"] - typical[i])
+    result = cal.calibrate_with_cohorts([study], free, processes=1, max_iterations=1, passes=1, n=12, seed=3)
+    assert result["cohort"]["passes"] == 1 and len(result["cohort"]["offsets"]) == 3
+    assert [r["offset"] for r in result["after"]] == pytest.approx([offsets[("CalTiny2026", 0, i)] for i in (0, 1, 2)])
+    text = " ".join(cal.write_calibrated(result, Path(tempfile.mkdtemp()) / "c.yaml").read_text().split())
+    assert "cohort offsets (1 pass(es), 12 men per arm, seed 3)" in text

@@ -121,3 +121,10 @@ def test_drugs_and_phenotypes_list_what_exists():
     res = runner.invoke(app, ["phenotypes", "--n", "3"])
     assert res.exit_code == 0, res.output
     assert "healthy" in res.output and "hypogonadotropic_hypogonadism" in res.output
+
+
+@pytest.mark.parametrize("args", [["--max-iterations", "0"], ["--cohort-passes", "1", "--cohort-n", "5"]])
+def test_calibrate_rejects_bad_budgets_before_fitting(args):
+    r = runner.invoke(app, ["calibrate", "--no-write", *args])
+    assert r.exit_code == 2
+    assert args[-2] in r.output and "Traceback" not in r.output

@@ -36,7 +36,9 @@ def summary_markdown(result: dict[str, Any]) -> str:
     b, a = _per_study(result["before"]), _per_study(result["after"])
     lines += [
         "",
-        "| study | observations in the objective | within (typical man) before | after | RMS scaled residual before | after |",
+        "| study | observations in the objective | within ("
+        + ("typical man + cohort offset" if result.get("cohort") else "typical man")
+        + ") before | after | RMS scaled residual before | after |",
         "|---|---|---|---|---|---|",
     ]
     for k in sorted(b):
@@ -45,6 +47,31 @@ def summary_markdown(result: dict[str, Any]) -> str:
     ta = sum(x[1] for x in a.values())
     n = sum(x[0] for x in b.values())
     lines.append(f"| **all** | {n} | {tb} | {ta} | | |")
+    cohort = result.get("cohort")
+    if cohort:
+        lines += [
+            "",
+            f"Cohort offsets (cohort statistic - typical man's, at the previous fit; {cohort['n']} men per arm, seed "
+            f"{cohort['seed']}, {cohort['passes']} pass(es)), added to the typical man's statistics in the fit; "
+            "the 15 largest relative to the typical man's value:",
+            "",
+            "| study | arm | quantity | day | stat | typical man + offset | offset | observed |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        after = {(r["study"], r["arm"], r["index"]): r for r in result["after"]}
+        ranked = []
+        for o in cohort["offsets"]:
+            r = after.get((o["study"], o["arm"], o["index"]))
+            if r is None or r["simulated"] is None:
+                continue
+            size = abs(o["offset"]) / max(abs(r["simulated"] - o["offset"]), 1e-12)
+            ranked.append((size, o, r))
+        for _, o, r in sorted(ranked, key=lambda t: -t[0])[:15]:
+            lines.append(
+                f"| {o['study']} | {o['arm'][:40]} | {r['quantity']} | {'' if r['day'] is None else r['day']} | "
+                f"{r['stat']} | "
+                f"{r['simulated']:.4g} | {o['offset']:+.3g} | {r['observed']:g} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -59,17 +86,31 @@ def calibrate(
     write: Annotated[bool, typer.Option(help="Write the fitted values to the package data (calibrated.yaml).")] = True,
     summary: Annotated[Path | None, typer.Option(help="Write the before/after tables (Markdown) here.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write calibrated.yaml here instead of the package data.")] = None,
+    cohort_passes: Annotated[
+        int,
+        typer.Option(
+            help="Refits with cohort offsets: after a fit, simulate each arm's cohort (as `hpgsim validate` does) and refit "
+            "with the cohort-minus-typical-man difference of every statistic (docs/calibration.md)."
+        ),
+    ] = 0,
+    cohort_n: Annotated[int, typer.Option(help="Men per arm in the cohorts of --cohort-passes.")] = 200,
+    cohort_seed: Annotated[
+        int, typer.Option(help="Seed of those cohorts (make calibrate: 1; validation's seed 0 draws other men).")
+    ] = 1,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Fit the free parameters (data/model/calibration.yaml) to published studies; write calibrated.yaml."""
 
     def run() -> None:
-        from hpgsim.validation.calibrate import calibrate as fit
-        from hpgsim.validation.calibrate import load_calibration_config, write_calibrated
+        from hpgsim.validation.calibrate import calibrate_with_cohorts, load_calibration_config, write_calibrated
         from hpgsim.validation.studies import load_studies, packaged_study_dir
 
         if max_iterations < 1:
             raise SpecError(f"--max-iterations {max_iterations}: must be at least 1.")
+        if cohort_passes < 0 or cohort_n < 10:
+            raise SpecError(
+                f"--cohort-passes {cohort_passes} / --cohort-n {cohort_n}: need passes >= 0 and at least 10 men per arm."
+            )
         studies = load_studies(list(paths) if paths else [packaged_study_dir()])
         unknown = set(exclude or []) - {s.id for s in studies}
         if unknown:
@@ -77,11 +118,14 @@ def calibrate(
         studies = [s for s in studies if s.id not in set(exclude or [])]
         free = load_calibration_config()
         err_console.print(f"calibrating {len(free)} parameters against {len(studies)} studies", highlight=False)
-        result = fit(
+        result = calibrate_with_cohorts(
             studies,
             free,
             processes=processes,
             max_iterations=max_iterations,
+            passes=cohort_passes,
+            n=cohort_n,
+            seed=cohort_seed,
             progress=lambda m: err_console.print(escape(m), highlight=False),
         )
         t = Table(title=f"calibration ({result['evaluations']} evaluations; {result['status']})")

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -138,12 +139,18 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when availabl
 
 
 UNCALIBRATED_ENV = "HPGSIM_UNCALIBRATED"  # set (by `hpgsim calibrate`) to ignore calibrated.yaml
+# set (by `hpgsim calibrate --cohort-passes`) to a calibrated.yaml of an intermediate fit, read instead of the package's
+CALIBRATED_FILE_ENV = "HPGSIM_CALIBRATED_FILE"
 
 
 def calibration_overlay() -> dict[str, Any]:
-    """The contents of data/model/calibrated.yaml ({} if absent or if HPGSIM_UNCALIBRATED is set)."""
+    """The contents of data/model/calibrated.yaml ({} if absent or if HPGSIM_UNCALIBRATED is set; the file
+    named by HPGSIM_CALIBRATED_FILE instead, if that is set)."""
     if os.environ.get(UNCALIBRATED_ENV):
         return {}
+    override = os.environ.get(CALIBRATED_FILE_ENV)
+    if override:
+        return yaml.load(Path(override).read_text(encoding="utf-8"), Loader=_Loader) or {}
     f = resources.files("hpgsim.data.model").joinpath("calibrated.yaml")
     if not f.is_file():
         return {}

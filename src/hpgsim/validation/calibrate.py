@@ -15,12 +15,20 @@ so that |r| <= 1 means "within". Proportions need a cohort and are left to valid
 through a soft-L1 loss (a structural miss cannot dominate the fit), and each free parameter adds a
 log-normal prior residual log(theta / theta_prior) / sd_log. Parameters are fitted on the log scale
 with bounds (scipy ``least_squares``, trust-region reflective, finite-difference Jacobian).
+
+Cohort offsets (``calibrate_with_cohorts``): the typical man is a fast stand-in for the cohort that
+validation scores (men drawn from the phenotype, narrowed by the study's inclusion filters). After a
+fit, each arm's cohort is simulated with the fitted values and, per observation, the offset
+cohort statistic - typical-man statistic is added to the typical man's value in a refit from the
+priors, so that the objective approximates the cohort score while each evaluation stays one
+simulation per arm (a bias-corrected surrogate).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -34,7 +42,7 @@ import numpy as np
 import yaml
 
 from hpgsim.errors import SimulationError, SpecError
-from hpgsim.model.spec import UNCALIBRATED_ENV, load_model
+from hpgsim.model.spec import CALIBRATED_FILE_ENV, UNCALIBRATED_ENV, load_model
 from hpgsim.population.phenotypes import Patient, get_phenotype, typical_patient
 from hpgsim.population.phenotypes import _raw as _phenotype_raw
 from hpgsim.simulation import simulate, worker_pool
@@ -167,8 +175,18 @@ def _single_stat(obs: Any, frame: Any) -> float | None:
     return float(days[m][hit[0]] - obs.from_day) if hit.size else None
 
 
-def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float]) -> list[dict[str, Any]]:
-    """Scaled residuals of one arm's calibratable observations for parameter values `theta`."""
+Offsets = dict[tuple[str, int, int], float]  # (study id, arm index, observation index) -> cohort - typical man
+
+
+def arm_residuals(
+    study: Study, arm_index: int, theta: dict[str, float], prior: dict[str, float], offsets: dict[int, float] | None = None
+) -> list[dict[str, Any]]:
+    """Scaled residuals of one arm's calibratable observations for parameter values `theta`.
+
+    `offsets` (observation index -> value, in the observation's unit) are added to the typical man's
+    statistics (cohort offsets, module docstring); each row keeps the offset it used.
+    """
+    offsets = offsets or {}
     arm = study.data.arms[arm_index]
     obs_list = [(i, o) for i, o in enumerate(arm.observations) if o.stat in CALIBRATABLE and o.among is None]
     if not obs_list:
@@ -194,8 +212,12 @@ def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: 
         n = obs.n or arm.n
         tol = tolerance(obs, base, n, (base.n or arm.n) if base is not None else n)
         sim = _single_stat(obs, frame) if frame is not None else None
+        if sim is not None:
+            sim += offsets.get(i, 0.0)
         if sim is not None and base is not None and frame is not None:
             sim0 = _single_stat(base, frame)
+            if sim0 is not None:
+                sim0 += offsets.get(arm.observations.index(base), 0.0)
             r = ((sim - sim0) - (obs.value - base.value)) / tol if sim0 is not None else RESIDUAL_CAP
         elif sim is not None:
             r = (sim - obs.value) / tol
@@ -211,21 +233,25 @@ def arm_residuals(study: Study, arm_index: int, theta: dict[str, float], prior: 
                 "day": obs.day,
                 "observed": obs.value,
                 "simulated": sim,
+                "offset": offsets.get(i, 0.0),
                 "residual": float(np.clip(r, -RESIDUAL_CAP, RESIDUAL_CAP)),
             }
         )
     return out
 
 
-def _job(args: tuple[Study, int, dict[str, float], dict[str, float]]) -> list[dict[str, Any]]:
+def _job(args: tuple[Study, int, dict[str, float], dict[str, float], dict[int, float]]) -> list[dict[str, Any]]:
     return arm_residuals(*args)
 
 
 class Objective:
     """Residual vector over all arms for log-parameters; evaluates arms in a process pool."""
 
-    def __init__(self, studies: Sequence[Study], free: Sequence[FreeParameter], processes: int = 2) -> None:
+    def __init__(
+        self, studies: Sequence[Study], free: Sequence[FreeParameter], processes: int = 2, offsets: Offsets | None = None
+    ) -> None:
         self.studies = list(studies)
+        self.offsets = offsets or {}
         self.free = list(free)
         self.prior = {f.name: f.prior for f in free}
         self.anchors = load_anchors()
@@ -256,10 +282,13 @@ class Objective:
         self.last_anchors = solve_anchors(theta, self.prior, self.anchors)
         theta.update(self.last_anchors)
         self.evaluations += 1
-        args = [(s, ai, theta, self.prior) for s, ai in self.jobs]
+        args = [(s, ai, theta, self.prior, self._arm_offsets(s.id, ai)) for s, ai in self.jobs]
         if self._pool is None:
             return [r for a in args for r in _job(a)]
         return [r for rows in self._pool.map(_job, args) for r in rows]
+
+    def _arm_offsets(self, study_id: str, arm_index: int) -> dict[int, float]:
+        return {oi: v for (sid, ai, oi), v in self.offsets.items() if sid == study_id and ai == arm_index}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         data = [r["residual"] for r in self.rows(x)]
@@ -273,8 +302,12 @@ def calibrate(
     processes: int = 2,
     max_iterations: int = 60,
     progress: Callable[[str], None] | None = None,
+    offsets: Offsets | None = None,
 ) -> dict[str, Any]:
-    """Fit the free parameters to `studies`; returns the fitted values, residuals before and after."""
+    """Fit the free parameters to `studies`; returns the fitted values, residuals before and after.
+
+    `offsets`: cohort offsets added to the typical man's statistics (module docstring).
+    """
     from scipy.optimize import least_squares
 
     with uncalibrated():
@@ -282,7 +315,7 @@ def calibrate(
         x0 = np.log([f.prior for f in free])
         lo = np.log([f.lower for f in free])
         hi = np.log([f.upper for f in free])
-        with Objective(studies, free, processes) as obj:
+        with Objective(studies, free, processes, offsets) as obj:
             before = obj.rows(x0)
 
             def fun(x: np.ndarray) -> np.ndarray:
@@ -329,6 +362,96 @@ def calibrate(
     }
 
 
+def cohort_offsets(
+    studies: Sequence[Study],
+    result: dict[str, Any],
+    n: int = 200,
+    seed: int = 1,
+    processes: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> Offsets:
+    """Cohort statistic minus typical-man statistic for every observation of the objective, at `result`'s fit.
+
+    Each arm's cohort (`hpgsim validate`'s: `n` men, `seed`, inclusion filters) is simulated with the
+    fitted values; observations where either side has no value get no offset.
+    """
+    from hpgsim.validation.run import run_study
+
+    typical = {
+        (r["study"], r["arm"], r["index"]): r["simulated"] - r.get("offset", 0.0)
+        for r in result["after"]
+        if r["simulated"] is not None
+    }
+    out: Offsets = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_calibrated(result, Path(tmp) / CALIBRATED_FILE)
+        with calibrated_from(path):
+            for k, study in enumerate(studies):
+                if progress:
+                    progress(f"cohorts [{k + 1}/{len(studies)}] {study.id}")
+                rows = iter(run_study(study, n=n, seed=seed, processes=processes))
+                for ai, arm in enumerate(study.data.arms):
+                    for oi in range(len(arm.observations)):
+                        cohort = next(rows)["simulated"]
+                        t = typical.get((study.id, arm.name, oi))
+                        if cohort is not None and t is not None and math.isfinite(cohort):
+                            out[(study.id, ai, oi)] = float(cohort - t)
+    return out
+
+
+def calibrate_with_cohorts(
+    studies: Sequence[Study],
+    free: Sequence[FreeParameter] | None = None,
+    processes: int = 2,
+    max_iterations: int = 60,
+    passes: int = 1,
+    n: int = 200,
+    seed: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`calibrate`, then `passes` times: cohort offsets at the last fit and a refit from the priors with them."""
+    result = calibrate(studies, free, processes, max_iterations, progress)
+    offsets: Offsets = {}
+    for p in range(passes):
+        if progress:
+            progress(f"cohort pass {p + 1} of {passes}: {n} men per arm, seed {seed}")
+        offsets = cohort_offsets(studies, result, n, seed, processes, progress)
+        result = calibrate(studies, free, processes, max_iterations, progress, offsets)
+    if not passes:
+        return result
+    names = {(s.id, ai): a.name for s in studies for ai, a in enumerate(s.data.arms)}
+    result["cohort"] = {
+        "passes": passes,
+        "n": n,
+        "seed": seed,
+        "offsets": [
+            {"study": sid, "arm": names[(sid, ai)], "index": oi, "offset": float(f"{v:.6g}")}
+            for (sid, ai, oi), v in sorted(offsets.items())
+        ],
+    }
+    return result
+
+
+@contextmanager
+def calibrated_from(path: Path) -> Iterator[None]:
+    """Within the block, this process and the workers it starts use the calibrated.yaml at `path`."""
+    before = {k: os.environ.get(k) for k in (CALIBRATED_FILE_ENV, UNCALIBRATED_ENV)}
+    os.environ[CALIBRATED_FILE_ENV] = str(path)
+    os.environ.pop(UNCALIBRATED_ENV, None)
+    load_model.cache_clear()
+    _phenotype_cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        load_model.cache_clear()
+        _phenotype_cache_clear()
+
+
 def _phenotype_cache_clear() -> None:
     _phenotype_raw.cache_clear()
 
@@ -362,7 +485,12 @@ def write_calibrated(result: dict[str, Any], path: Path | None = None) -> Path:
         "generated_by": "hpgsim calibrate",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "against": result["against"],
-        "objective": "typical man per arm; residuals / validation-score tolerances; soft-L1 loss; log-normal priors",
+        "objective": "typical man per arm; residuals / validation-score tolerances; soft-L1 loss; log-normal priors"
+        + (
+            "; cohort offsets ({passes} pass(es), {n} men per arm, seed {seed})".format(**result["cohort"])
+            if "cohort" in result
+            else ""
+        ),
         "evaluations": result["evaluations"],
         "optimizer_status": result["status"],
         "values": {k: v for k, v in result["values"].items() if "." not in k},
