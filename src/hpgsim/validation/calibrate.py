@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -433,17 +433,13 @@ def calibrate_with_cohorts(
 
 
 @contextmanager
-def calibrated_from(path: Path) -> Iterator[None]:
-    """Within the block, this process and the workers it starts use the calibrated.yaml at `path`."""
-    before = {k: os.environ.get(k) for k in (CALIBRATED_FILE_ENV, UNCALIBRATED_ENV)}
-    os.environ[CALIBRATED_FILE_ENV] = str(path)
-    os.environ.pop(UNCALIBRATED_ENV, None)
-    load_model.cache_clear()
-    _phenotype_cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in before.items():
+def _model_environment(**env: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) HPGSIM_* variables that choose the calibration for this process and the
+    workers it starts; model and phenotype caches are cleared on entry and exit, the variables restored."""
+    before = {k: os.environ.get(k) for k in env}
+
+    def apply(values: dict[str, str | None]) -> None:
+        for k, v in values.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
@@ -451,27 +447,25 @@ def calibrated_from(path: Path) -> Iterator[None]:
         load_model.cache_clear()
         _phenotype_cache_clear()
 
+    apply(env)
+    try:
+        yield
+    finally:
+        apply(before)
+
+
+def calibrated_from(path: Path) -> AbstractContextManager[None]:
+    """Within the block, this process and the workers it starts use the calibrated.yaml at `path`."""
+    return _model_environment(**{CALIBRATED_FILE_ENV: str(path), UNCALIBRATED_ENV: None})
+
 
 def _phenotype_cache_clear() -> None:
     _phenotype_raw.cache_clear()
 
 
-@contextmanager
-def uncalibrated() -> Iterator[None]:
+def uncalibrated() -> AbstractContextManager[None]:
     """Within the block, this process and the workers it starts use the uncalibrated model (the priors)."""
-    before = os.environ.get(UNCALIBRATED_ENV)
-    os.environ[UNCALIBRATED_ENV] = "1"
-    load_model.cache_clear()
-    _phenotype_cache_clear()
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(UNCALIBRATED_ENV, None)
-        else:
-            os.environ[UNCALIBRATED_ENV] = before
-        load_model.cache_clear()
-        _phenotype_cache_clear()
+    return _model_environment(**{UNCALIBRATED_ENV: "1"})
 
 
 def calibrated_path() -> Path:
