@@ -68,9 +68,11 @@ def test_tiny_real_run_through_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out / "sensitivity.csv").set_index("parameter")
     # the fall in E2 on an aromatase inhibitor depends on the drug's clearance; semen parameters cannot move E2
+    # (germ-cell states share the solver's error control, rtol 1e-6, so they move it by solver noise only:
+    # 2e-5 percentage points for sperm_production_capacity on the 2026-11-28 model)
     assert table.loc["anastrozole_cl", "mu_star"] > 1.0
     for p in ("motility_max", "semen_volume_max", "sperm_production_capacity"):
-        assert table.loc[p, "mu_star"] == pytest.approx(0.0, abs=1e-6)
+        assert table.loc[p, "mu_star"] == pytest.approx(0.0, abs=1e-3)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"] == 2 * (len(table) + 1) and "not a medical device" in summary["disclaimer"]
     assert (out / "sensitivity.png").stat().st_size > 5000
