@@ -83,7 +83,7 @@ def test_without_gonadal_steroids_lh_rises_over_weeks_not_hours():
 def test_anastrozole_lowers_e2_and_raises_t_lh_fsh():
     df = _run([{"drug": "anastrozole", "dose": "1 mg", "every": "1 day"}])
     # E2 down 20-60%: anastrozole 1 mg daily lowers E2 by 24% (BurnettBowie2009), 35% (Leder2004) and
-    # ~50% in boys (Mauras2000); the calibrated typical man falls 39% (docs/validation.md; the
+    # ~50% in boys (Mauras2000); the calibrated typical man falls 40% (docs/validation.md; the
     # drug's caveat says so, test_drug_caveats_quote_the_model_as_it_is)
     assert 0.40 <= _ratio(df, "estradiol", 84) <= 0.80
     assert 1.25 <= _ratio(df, "total_testosterone", 84) <= 2.0  # T up 25-100%
